@@ -20,7 +20,9 @@ import (
 const tempPrefix = ".tmp-"
 
 // IsTemp reports whether a base name is one of this package's temp files.
-func IsTemp(name string) bool { return len(name) > len(tempPrefix) && name[:len(tempPrefix)] == tempPrefix }
+func IsTemp(name string) bool {
+	return len(name) > len(tempPrefix) && name[:len(tempPrefix)] == tempPrefix
+}
 
 // File is a file being written that becomes visible under its final name only
 // when Commit succeeds. Abort (or a failed Commit) removes the temp file.
