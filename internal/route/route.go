@@ -156,15 +156,9 @@ func ObjectURL(base *url.URL, d digest.SHA256) string {
 	return join(base, Prefix+"objects/sha256/"+d.String())
 }
 
-// FileURL returns the URL of a set-relative path under base, escaping each
-// segment (so "~", "$" and spaces survive any proxy).
-func FileURL(base *url.URL, set, rel string) string {
-	segs := strings.Split(rel, "/")
-	for i, s := range segs {
-		segs[i] = url.PathEscape(s)
-	}
-	return join(base, "/"+set+"/"+strings.Join(segs, "/"))
-}
+// FileURL returns the URL of a set-relative path under base; url.URL
+// escapes what needs escaping (spaces, "?", "#") and leaves "~" and "$".
+func FileURL(base *url.URL, set, rel string) string { return join(base, "/"+set+"/"+rel) }
 
 // PublishURL returns the URL of an upload API operation.
 func PublishURL(base *url.URL, op string) string { return join(base, Prefix+"publish/"+op) }
