@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 
 	sha256 "github.com/minio/sha256-simd"
 )
@@ -88,6 +89,7 @@ type MismatchError struct {
 	Want, Got SHA256
 }
 
+// Error implements error.
 func (e *MismatchError) Error() string {
 	return fmt.Sprintf("sha256 mismatch: want %s, got %s", e.Want, e.Got)
 }
@@ -97,6 +99,7 @@ type SizeError struct {
 	Want, Got int64
 }
 
+// Error implements error.
 func (e *SizeError) Error() string {
 	return fmt.Sprintf("size mismatch: want %d bytes, got %d", e.Want, e.Got)
 }
@@ -115,26 +118,33 @@ type Verifier struct {
 	err  error
 }
 
-// NewVerifier returns a Verifier of r against want and size (size < 0: any size).
+// NewVerifier returns a Verifier of r against want and size (size < 0: any
+// size, and then nothing cuts an endless stream off). A zero want never
+// matches: an unknown digest cannot be verified.
 func NewVerifier(r io.Reader, want SHA256, size int64) *Verifier {
-	if size >= 0 {
+	if size >= 0 && size < math.MaxInt64 {
 		r = io.LimitReader(r, size+1)
 	}
 	return &Verifier{r: r, h: New(), want: want, size: size}
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. It never returns a byte past the expected size:
+// the byte that proves a stream too long is withheld, and the read that
+// finds it returns a *SizeError (whose Got is the expected size plus one).
 func (v *Verifier) Read(p []byte) (int, error) {
 	if v.err != nil {
 		return 0, v.err
 	}
 	n, err := v.r.Read(p)
-	v.h.Write(p[:n])
-	v.n += int64(n)
-	if v.size >= 0 && v.n > v.size {
-		v.err = &SizeError{Want: v.size, Got: v.n}
+	if v.size >= 0 && v.n+int64(n) > v.size {
+		v.err = &SizeError{Want: v.size, Got: v.n + int64(n)}
+		n = int(v.size - v.n) // withhold everything past size
+		v.h.Write(p[:n])
+		v.n = v.size
 		return n, v.err
 	}
+	v.h.Write(p[:n])
+	v.n += int64(n)
 	if err == io.EOF {
 		switch got := FromHash(v.h); {
 		case v.size >= 0 && v.n != v.size:
@@ -147,7 +157,7 @@ func (v *Verifier) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// N returns the number of bytes read so far.
+// N returns the number of bytes passed through so far.
 func (v *Verifier) N() int64 { return v.n }
 
 // Sum returns the digest of the bytes read so far.
