@@ -1,0 +1,294 @@
+package layout
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// Commit is one set to publish: its signed manifest and the signed SETS file
+// that announces it.
+type Commit struct {
+	// Manifest is ManifestData decoded. If nil, Commit decodes it; if set,
+	// its set name, ID and Previous must be those of ManifestData.
+	Manifest *manifest.Manifest
+	// ManifestData and ManifestSig are the manifest file and its .minisig.
+	ManifestData, ManifestSig []byte
+	// SetsData and SetsSig are the new SETS file, already listing this set's
+	// new ID and manifest sha256, and its .minisig.
+	SetsData, SetsSig []byte
+}
+
+// Commit publishes a set. The caller holds the Lock. It is the one gate both
+// local publishing and the master's publish API pass, so it verifies
+// everything before it writes anything:
+//
+//   - the manifest signature by a key of v, its trusted comment and expiry at
+//     now (manifest.Open: sign.ErrUnknownKey, sign.ErrBadSignature,
+//     manifest.ErrMismatch, manifest.ErrExpired);
+//   - the SETS signature by a key of v;
+//   - the set ID newer than the announced one (the set's entry in the SETS
+//     on disk) and not older than the live one (`current`), else
+//     setid.ErrRollback; Manifest.Previous equal to the announced ID (zero if
+//     none), else ErrConflict. When no crash interrupted a Commit, the
+//     announced and the live ID are the same;
+//   - SetsData byte-equal to the SETS on disk (empty if none) with this set's
+//     entry replaced by (set, ID, sha256 of ManifestData), else
+//     ErrSetsChanged;
+//   - every object of the manifest present, else *MissingObjectsError.
+//
+// Then it builds staging/<set>-<ID>/ with hardlinks into objects/ and
+// .pkgcdn/manifest{,.minisig}, fsyncs it, renames it to sets/<set>/<ID>,
+// swaps `current` to it and writes SETS and SETS.minisig. A reader sees the
+// old set or the new one, complete. A crash at any step leaves the live set
+// untouched, and a rerun of Commit with the same c converges to the same end
+// state, reusing what the crashed run completed (a rerun after a complete
+// Commit returns nil).
+func (r *Root) Commit(ctx context.Context, c Commit, v *sign.Verifier, now time.Time) (err error) {
+	m, err := manifest.Open(c.ManifestData, c.ManifestSig, v, now)
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	if c.Manifest != nil && (c.Manifest.Set != m.Set || c.Manifest.ID != m.ID || c.Manifest.Previous != m.Previous) {
+		return fmt.Errorf("commit: Manifest (set %s id %s) is not ManifestData (set %s id %s)",
+			c.Manifest.Set, c.Manifest.ID, m.Set, m.ID)
+	}
+	set, id := m.Set, m.ID
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("commit set %s %s: %w", set, id, err)
+		}
+	}()
+	if err := ValidateSetName(set); err != nil {
+		return err
+	}
+	if _, err := manifest.OpenSets(c.SetsData, c.SetsSig, v); err != nil {
+		return err
+	}
+	onDisk, err := r.readSets()
+	if err != nil {
+		return err
+	}
+	announced, _ := onDisk.Lookup(set)
+	live, err := r.Live(set)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	entry := setid.Entry{Set: set, ID: id, Manifest: digest.Sum(c.ManifestData)}
+	if !bytes.Equal(c.SetsData, onDisk.With(entry).Bytes()) {
+		return fmt.Errorf("%w: the offered SETS is not the current SETS with %s %s", ErrSetsChanged, set, id)
+	}
+	// done: a previous run of this very Commit wrote SETS; only its
+	// signature, `current` or nothing may be left to do.
+	done := announced == entry
+	if !done {
+		if err := setid.CheckAdvance(announced.ID, id); err != nil {
+			return err
+		}
+		// A crashed Commit may have swapped `current` past the announced
+		// ID: clients of the master have seen it, so never go below it,
+		// unless it is this very set (a rerun).
+		if live != id && live.After(announced.ID) {
+			if err := setid.CheckAdvance(live, id); err != nil {
+				return err
+			}
+		}
+		if m.Previous != announced.ID {
+			return fmt.Errorf("%w: manifest's previous is %q, the live set is %q", ErrConflict, m.Previous, announced.ID)
+		}
+	}
+	if err := faultHook("commit-verified"); err != nil {
+		return err
+	}
+	if err := r.buildSet(ctx, m, c); err != nil {
+		return err
+	}
+	if live != id {
+		if err := atomicfile.ReplaceSymlink(id.String(), filepath.Join(r.setBase(set), currentLink)); err != nil {
+			return fmt.Errorf("swap current: %w", err)
+		}
+	}
+	if err := faultHook("current-swapped"); err != nil {
+		return err
+	}
+	// SETS first, then its signature: a reader between the two gets a
+	// signature that does not verify and retries; a crash between the two
+	// is repaired by the rerun (done above).
+	if err := writeIfChanged(filepath.Join(r.Dir, setsFile), c.SetsData); err != nil {
+		return err
+	}
+	if err := faultHook("sets-written"); err != nil {
+		return err
+	}
+	return writeIfChanged(filepath.Join(r.Dir, setsSigFile), c.SetsSig)
+}
+
+// readSets returns the SETS on disk, or an empty Sets if there is none yet.
+func (r *Root) readSets() (setid.Sets, error) {
+	data, err := os.ReadFile(filepath.Join(r.Dir, setsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return setid.Sets{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	s, err := setid.ParseSets(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", setsFile, err)
+	}
+	return s, nil
+}
+
+// writeIfChanged atomically writes data to path unless path holds it already.
+func writeIfChanged(path string, data []byte) error {
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// stagingName is the staging directory of one Commit: the set name with "/"
+// as "!" (a byte no set name holds), "-", the set ID.
+func stagingName(set string, id setid.ID) string {
+	return strings.ReplaceAll(set, "/", "!") + "-" + id.String()
+}
+
+// buildSet makes sets/<set>/<ID> hold the set of m, unless it does already.
+func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (err error) {
+	final := filepath.Join(r.setBase(m.Set), m.ID.String())
+	if old, err := os.ReadFile(filepath.Join(final, filepath.FromSlash(ManifestFile))); err == nil {
+		// Moved into sets/ by a crashed run of this Commit: a set
+		// directory only ever arrives there complete and fsynced.
+		if !bytes.Equal(old, c.ManifestData) {
+			return fmt.Errorf("%w: %s exists with a different manifest", ErrConflict, final)
+		}
+		return writeIfChanged(filepath.Join(final, filepath.FromSlash(ManifestSigFile)), c.ManifestSig)
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	var missing []digest.SHA256
+	seen := make(map[digest.SHA256]bool)
+	for _, e := range m.Entries {
+		if seen[e.SHA256] {
+			continue
+		}
+		seen[e.SHA256] = true
+		if _, err := os.Lstat(r.ObjectPath(e.SHA256)); errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, e.SHA256)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(missing) > 0 {
+		return &MissingObjectsError{Missing: missing}
+	}
+
+	staging := filepath.Join(r.Dir, stagingDir, stagingName(m.Set, m.ID))
+	// A leftover of a crashed run: rebuilding costs links, not copies.
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	if err := os.Mkdir(staging, 0o755); err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, os.RemoveAll(staging))
+		}
+	}()
+	dirs := map[string]bool{".": true} // set-relative directories made so far
+	mkdirs := func(rel string) error {
+		for _, d := range parents(rel) {
+			if dirs[d] {
+				continue
+			}
+			if err := os.Mkdir(filepath.Join(staging, filepath.FromSlash(d)), 0o755); err != nil {
+				return err
+			}
+			dirs[d] = true
+		}
+		return nil
+	}
+	for i, e := range m.Entries {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		// Entries passed relpath.Validate in manifest.Decode; check again
+		// here, where a path is about to be joined to a directory.
+		if _, err := r.FilePath(m.Set, m.ID, e.Path); err != nil {
+			return err
+		}
+		if err := mkdirs(e.Path); err != nil {
+			return err
+		}
+		if err := faultHook("staging-link"); err != nil {
+			return err
+		}
+		if err := os.Link(r.ObjectPath(e.SHA256), filepath.Join(staging, filepath.FromSlash(e.Path))); err != nil {
+			return err
+		}
+	}
+	if err := mkdirs(ManifestFile); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		rel  string
+		data []byte
+	}{{ManifestFile, c.ManifestData}, {ManifestSigFile, c.ManifestSig}} {
+		if err := atomicfile.WriteFile(filepath.Join(staging, filepath.FromSlash(f.rel)), f.data, 0o444); err != nil {
+			return err
+		}
+	}
+	// The hardlinks are entries of their directories: fsync each one, so
+	// the set is complete on disk before it becomes visible under sets/.
+	for d := range dirs {
+		if err := syncDir(filepath.Join(staging, filepath.FromSlash(d))); err != nil {
+			return err
+		}
+	}
+	if err := faultHook("staging-built"); err != nil {
+		return err
+	}
+	if err := mkdirAllSync(filepath.Join(r.Dir, setsDir), filepath.FromSlash(m.Set)); err != nil {
+		return err
+	}
+	if err := os.Rename(staging, final); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(final)); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Join(r.Dir, stagingDir)); err != nil {
+		return err
+	}
+	return faultHook("moved")
+}
+
+// parents returns the parent directories of a slash-separated relative path,
+// outermost first: "a/b/c" → "a", "a/b".
+func parents(rel string) []string {
+	var ps []string
+	for i := 0; i < len(rel); i++ {
+		if rel[i] == '/' {
+			ps = append(ps, rel[:i])
+		}
+	}
+	return ps
+}

@@ -1,0 +1,27 @@
+//go:build freebsd
+
+package layout
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// sysCopyFileRange is copy_file_range(2)'s number in FreeBSD's syscall.h
+// (since 13.0); golang.org/x/sys/unix has no wrapper for FreeBSD.
+const sysCopyFileRange = 569
+
+// copyFileRange copies up to size bytes from src to dst in the kernel. It
+// reports false (and copied nothing) if the kernel cannot do it for these
+// files, so the caller falls back to a user-space copy.
+func copyFileRange(dst, src *os.File, size int64) (bool, error) {
+	return copyFileRangeLoop(dst, src, size, func(dfd, sfd int, n int) (int, error) {
+		// Nil offsets: both files' own offsets are used and advanced.
+		r, _, errno := unix.Syscall6(sysCopyFileRange, uintptr(sfd), 0, uintptr(dfd), 0, uintptr(n), 0)
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(r), nil
+	})
+}

@@ -1,0 +1,191 @@
+package layout
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+)
+
+// objectTempPrefix starts the temp name of an object being written. It is
+// atomicfile's temp prefix, so GC (atomicfile.IsTemp) collects the leftovers
+// of a crash.
+const objectTempPrefix = ".tmp-"
+
+// HasObject reports whether the object with digest d is stored. A present
+// object that no set references yet gets its mtime refreshed, so that GC
+// (which keeps unreferenced objects younger than its grace period) does not
+// collect it between a publisher learning it is present and its Commit.
+func (r *Root) HasObject(d digest.SHA256) (bool, error) {
+	p := r.ObjectPath(d)
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("stat object %s: %w", d, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return false, fmt.Errorf("object %s: not a regular file", d)
+	}
+	if linkCount(fi) == 1 {
+		now := time.Now()
+		_ = os.Chtimes(p, now, now) // best effort: the object is there either way
+	}
+	return true, nil
+}
+
+// PutObject stores the object d of size bytes read from src. It writes a temp
+// file next to the object, verifying sha256 and size while writing
+// (digest.Verifier), then fsyncs it, makes it 0444 and links it into place.
+// On a mismatch it returns *digest.MismatchError or *digest.SizeError and
+// keeps nothing. An object already present returns nil without reading src.
+// PutObject needs no Lock and is safe for concurrent use, also for one object.
+func (r *Root) PutObject(d digest.SHA256, size int64, src io.Reader) error {
+	if err := r.putObject(d, size, func(f *os.File) error {
+		_, err := io.Copy(f, digest.NewVerifier(src, d, size))
+		return err
+	}); err != nil {
+		return fmt.Errorf("put object %s: %w", d, err)
+	}
+	return nil
+}
+
+// PutFile stores the object d of size bytes copied from the file srcPath,
+// with the cheapest copy the system has (copy_file_range(2) on Linux and
+// FreeBSD, else read/write), then checks the size and sha256 of what was
+// written. It never hardlinks srcPath: a rebuild overwriting the source in
+// place would change a published object.
+func (r *Root) PutFile(d digest.SHA256, size int64, srcPath string) error {
+	if err := r.putObject(d, size, func(f *os.File) error {
+		src, err := os.Open(srcPath)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		return copyVerify(f, src, d, size)
+	}); err != nil {
+		return fmt.Errorf("put file %s as %s: %w", srcPath, d, err)
+	}
+	return nil
+}
+
+// putObject writes a new object with write, which must return an error unless
+// it wrote exactly the bytes of d.
+//
+// It does not use atomicfile.Commit: that renames over the target, and if a
+// concurrent writer's copy of the object were already linked into a set, the
+// rename would leave objects/ holding a different inode than the set, so the
+// set's inode would look unreferenced and objects/ one would be collected.
+// link(2) instead fails with EEXIST, and the first copy stays.
+func (r *Root) putObject(d digest.SHA256, size int64, write func(*os.File) error) (err error) {
+	if size < 0 {
+		return fmt.Errorf("negative size %d", size)
+	}
+	if ok, err := r.HasObject(d); err != nil || ok {
+		return err
+	}
+	final := r.ObjectPath(d)
+	dir := filepath.Dir(final)
+	f, err := os.CreateTemp(dir, objectTempPrefix+filepath.Base(final)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if f != nil {
+			_ = f.Close() // already failing; the temp file goes below
+		}
+		if err != nil {
+			err = errors.Join(err, ignoreNotExist(os.Remove(tmp)))
+		}
+	}()
+	if err := write(f); err != nil {
+		return err
+	}
+	if err := faultHook("object-written"); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o444); err != nil {
+		return err
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return cerr
+	}
+	if err := faultHook("object-link"); err != nil {
+		return err
+	}
+	if err := os.Link(tmp, final); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	if err := os.Remove(tmp); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func ignoreNotExist(err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// copyVerify copies size bytes from src to dst and verifies them: with
+// copy_file_range where it works, then re-reading dst (what was really
+// written, so also a source changed in the meantime is caught); else with
+// read/write through a digest.Verifier.
+func copyVerify(dst, src *os.File, d digest.SHA256, size int64) error {
+	if useCopyFileRange {
+		ok, err := copyFileRange(dst, src, size)
+		if err != nil {
+			return err
+		}
+		if ok {
+			return verifyWritten(dst, src, d, size)
+		}
+	}
+	return userCopy(dst, src, d, size)
+}
+
+// useCopyFileRange selects the in-kernel copy where it exists; benchmarks
+// switch it to compare.
+var useCopyFileRange = true
+
+// userCopy copies src to dst in user space, hashing the bytes it copies.
+func userCopy(dst, src *os.File, d digest.SHA256, size int64) error {
+	if _, err := src.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := dst.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := dst.Truncate(0); err != nil {
+		return err
+	}
+	buf := make([]byte, 1<<20)
+	// io.CopyBuffer would hand the copy to (*os.File).ReadFrom, i.e. the
+	// kernel; hide both ends' other methods to keep it in user space.
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{digest.NewVerifier(src, d, size)}, buf)
+	return err
+}
+
+// verifyWritten checks that dst holds exactly size bytes hashing to d (the
+// copy asked for one byte more than size, so a longer source shows as a
+// longer dst).
+func verifyWritten(dst, src *os.File, d digest.SHA256, size int64) error {
+	v := digest.NewVerifier(io.NewSectionReader(dst, 0, size+1), d, size)
+	buf := make([]byte, 1<<20)
+	_, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{v}, buf)
+	return err
+}
