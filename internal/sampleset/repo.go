@@ -321,8 +321,8 @@ func ReadCatalogue(root string) ([]Package, error) {
 
 // Change is one package BumpVersions moved to a new version.
 type Change struct {
-	Name               string
-	OldPath, NewPath   string // catalogue paths (RepoPath)
+	Name                   string
+	OldPath, NewPath       string // catalogue paths (RepoPath)
 	OldVersion, NewVersion string
 }
 

@@ -67,8 +67,8 @@ func parseSize(s string) (int64, error) {
 }
 
 type output struct {
-	Files   int      `json:"files"`
-	Bytes   int64    `json:"bytes"`
+	Files int      `json:"files"`
+	Bytes int64    `json:"bytes"`
 	Paths []string `json:"paths,omitempty"` // repo: every package; mutate, bump: what changed
 }
 
