@@ -53,7 +53,10 @@ func (f *File) Path() string { return f.path }
 
 // Commit makes the written bytes durable and visible under the final name:
 // fsync, chmod, close, rename, fsync of the directory. Close comes before the
-// rename because some systems refuse to rename an open file.
+// rename because some systems refuse to rename an open file. If Commit fails
+// before the rename, the temp file is removed and the old file (if any) is
+// untouched; if only the final directory fsync fails, the new file is in
+// place but may not survive a crash.
 func (f *File) Commit() (err error) {
 	if f.done {
 		return errors.New("atomicfile: commit after commit or abort")
@@ -130,11 +133,15 @@ var symlinkSeq atomic.Uint64
 // ReplaceSymlink atomically points linkPath at target: it creates a symlink
 // under a temp name in the same directory, renames it over linkPath (rename(2)
 // replaces the old link in one step, so a reader resolves either the old or
-// the new target, never nothing), and fsyncs the directory.
+// the new target, never nothing), and fsyncs the directory. If only that
+// fsync fails, the link has been replaced but may not survive a crash.
 func ReplaceSymlink(target, linkPath string) error {
 	dir := filepath.Dir(linkPath)
+	// pid, time and a sequence number keep two writers (in this process or
+	// another) from ever picking the same temp name.
 	tmp := filepath.Join(dir, tempPrefix+filepath.Base(linkPath)+"."+
-		strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+strconv.FormatUint(symlinkSeq.Add(1), 36))
+		strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(time.Now().UnixNano(), 36)+"-"+
+		strconv.FormatUint(symlinkSeq.Add(1), 36))
 	if err := os.Symlink(target, tmp); err != nil {
 		return err
 	}
