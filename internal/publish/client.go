@@ -1,0 +1,439 @@
+package publish
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// MaxMissingBatch is the most digests asked about in one missing request.
+const MaxMissingBatch = 10_000
+
+// Conditions a master reports, matched by errors.Is on a *RemoteError.
+var (
+	ErrUnauthorized   = errors.New("master refused the token (check --token-file)")
+	ErrUntrustedKey   = errors.New("master does not trust the signing key (add its .pub to pkgserve --trusted-key)")
+	ErrConflict       = errors.New("another publish of this set won meanwhile")
+	ErrSetsChanged    = errors.New("SETS changed meanwhile")
+	ErrMissingObjects = errors.New("master lacks objects the manifest lists")
+	ErrRejected       = errors.New("master rejected the request")
+	ErrNotFound       = errors.New("not found on the master")
+)
+
+// RemoteError is an error answer of the master: its status, the code and
+// message of its JSON body.
+type RemoteError struct {
+	Op      string // "missing", "put <sha256>", "commit", ...
+	Status  int
+	Code    string
+	Message string
+	Missing []digest.SHA256 // code "missing_objects"
+}
+
+func (e *RemoteError) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = http.StatusText(e.Status)
+	}
+	if e.Code != "" {
+		return fmt.Sprintf("master: %s: %d %s: %s", e.Op, e.Status, e.Code, msg)
+	}
+	return fmt.Sprintf("master: %s: %d: %s", e.Op, e.Status, msg)
+}
+
+// Is maps the status and code to this package's sentinels and to
+// setid.ErrRollback and manifest.ErrExpired.
+func (e *RemoteError) Is(target error) bool {
+	switch target {
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrUntrustedKey:
+		return e.Status == http.StatusForbidden
+	case ErrConflict:
+		return e.Status == http.StatusConflict && e.Code == "conflict"
+	case ErrSetsChanged:
+		return e.Status == http.StatusConflict && e.Code == "sets_changed"
+	case setid.ErrRollback:
+		return e.Status == http.StatusConflict && e.Code == "rollback"
+	case ErrMissingObjects:
+		return e.Code == "missing_objects"
+	case manifest.ErrExpired:
+		return e.Status == http.StatusUnprocessableEntity && e.Code == "expired"
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrRejected:
+		return e.Status >= 400 && e.Status < 500
+	}
+	return false
+}
+
+// ClientConfig configures a Client. URL and Token are required.
+type ClientConfig struct {
+	// URL is the master's base URL, e.g. "https://pkg.example.org/".
+	URL string
+	// Token is the bearer token of the upload API.
+	Token string
+	// HTTPClient sends the requests. If nil, one with dial, TLS and
+	// response-header timeouts (no overall timeout: objects may be big).
+	HTTPClient *http.Client
+	// Retries is how many times a request failing with a connection error or
+	// a 5xx (but 501 and 507) is retried. If zero, 5; negative: none.
+	Retries int
+	// RetryWait is the first wait before a retry; it doubles each time, up
+	// to 30 s. If zero, 500 ms.
+	RetryWait time.Duration
+	// Logger receives retries. If nil, nothing is logged.
+	Logger *slog.Logger
+}
+
+// Client speaks the master's upload API. It is safe for concurrent use.
+type Client struct {
+	base  *url.URL
+	token string
+	hc    *http.Client
+	tries int
+	wait  time.Duration
+	log   *slog.Logger
+}
+
+// NewClient returns a Client of the master at cfg.URL.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	u, err := url.Parse(cfg.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%w: master URL %q: want http(s)://host[/path]", ErrConfig, cfg.URL)
+	}
+	token := strings.TrimSpace(cfg.Token)
+	if token == "" {
+		return nil, fmt.Errorf("%w: empty token", ErrConfig)
+	}
+	c := &Client{base: u, token: token, hc: cfg.HTTPClient, tries: 1 + cfg.Retries, wait: cfg.RetryWait, log: cfg.Logger}
+	if cfg.Retries == 0 {
+		c.tries = 6
+	} else if cfg.Retries < 0 {
+		c.tries = 1
+	}
+	if c.wait <= 0 {
+		c.wait = 500 * time.Millisecond
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.hc == nil {
+		c.hc = &http.Client{Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ResponseHeaderTimeout: 5 * time.Minute, // a commit may wait 30 s for the lock, then link a large set
+			ExpectContinueTimeout: time.Second,
+			MaxIdleConnsPerHost:   32,
+			IdleConnTimeout:       90 * time.Second,
+		}}
+	}
+	return c, nil
+}
+
+// smallCallTimeout bounds a request whose body is small (missing, SETS,
+// manifest, commit): a hung master fails the publish instead of hanging cron.
+const smallCallTimeout = 10 * time.Minute
+
+// retryable reports whether a failed attempt may succeed if repeated.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return re.Status >= 500 && re.Status != http.StatusNotImplemented && re.Status != http.StatusInsufficientStorage ||
+			re.Status == http.StatusTooManyRequests
+	}
+	var ce *ChangedError
+	return !errors.As(err, &ce) && !errors.Is(err, ErrConfig)
+}
+
+// retry runs f until it succeeds, fails for good, or runs out of tries.
+func (c *Client) retry(ctx context.Context, op string, f func() error) error {
+	wait := c.wait
+	for try := 1; ; try++ {
+		err := f()
+		if err == nil || try >= c.tries || !retryable(ctx, err) {
+			return err
+		}
+		c.log.Warn("master request failed, retrying", "op", op, "err", err, "dur", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// do sends req and returns the response if its status is 2xx; any other
+// status becomes a *RemoteError (its body read and closed).
+func (c *Client) do(req *http.Request, op string, auth bool) (*http.Response, error) {
+	if auth {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("master: %s: %w", op, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	re := &RemoteError{Op: op, Status: resp.StatusCode}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20)) // best effort: the status says enough
+	var j struct {
+		Error   string   `json:"error"`
+		Code    string   `json:"code"`
+		Missing []string `json:"missing"`
+	}
+	if json.Unmarshal(body, &j) == nil {
+		re.Code, re.Message = j.Code, j.Error
+		for _, s := range j.Missing {
+			if d, err := digest.Parse(s); err == nil {
+				re.Missing = append(re.Missing, d)
+			}
+		}
+	} else if resp.StatusCode != http.StatusNotFound {
+		re.Message = strings.TrimSpace(string(body[:min(len(body), 200)]))
+	}
+	return nil, re
+}
+
+// get fetches a small public file (SETS, a manifest).
+func (c *Client) get(ctx context.Context, u, op string, limit int64) ([]byte, error) {
+	var data []byte
+	err := c.retry(ctx, op, func() error {
+		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := c.do(req, op, false)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+		if err != nil {
+			return fmt.Errorf("master: %s: %w", op, err)
+		}
+		if int64(len(data)) > limit {
+			return fmt.Errorf("master: %s: over %d bytes", op, limit)
+		}
+		return nil
+	})
+	return data, err
+}
+
+// Sets returns the master's SETS file and its signature, or an error
+// matching ErrNotFound if nothing was ever published there.
+func (c *Client) Sets(ctx context.Context) (data, sig []byte, err error) {
+	if data, err = c.get(ctx, route.SetsURL(c.base, false), "get SETS", setid.MaxSetsBytes); err != nil {
+		return nil, nil, err
+	}
+	if sig, err = c.get(ctx, route.SetsURL(c.base, true), "get SETS signature", sign.MaxSignatureBytes); err != nil {
+		return nil, nil, err
+	}
+	return data, sig, nil
+}
+
+// Manifest returns the manifest file of a set and its signature.
+func (c *Client) Manifest(ctx context.Context, set string, id setid.ID) (data, sig []byte, err error) {
+	op := "get manifest " + set + "/" + id.String()
+	if data, err = c.get(ctx, route.ManifestURL(c.base, set, id, false), op, manifest.MaxDecodedBytes); err != nil {
+		return nil, nil, err
+	}
+	if sig, err = c.get(ctx, route.ManifestURL(c.base, set, id, true), op+" signature", sign.MaxSignatureBytes); err != nil {
+		return nil, nil, err
+	}
+	return data, sig, nil
+}
+
+// Missing returns the subset of ds the master lacks, in order, asking in
+// batches of at most MaxMissingBatch.
+func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA256, error) {
+	var out []digest.SHA256
+	for len(ds) > 0 {
+		batch := ds[:min(len(ds), MaxMissingBatch)]
+		ds = ds[len(batch):]
+		var body bytes.Buffer
+		body.Grow(65 * len(batch))
+		for _, d := range batch {
+			body.WriteString(d.String())
+			body.WriteByte('\n')
+		}
+		var got []digest.SHA256
+		err := c.retry(ctx, "missing", func() error {
+			got = got[:0]
+			ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+			defer cancel()
+			req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), bytes.NewReader(body.Bytes()))
+			if err != nil {
+				return err
+			}
+			req.Header.Set("Content-Type", "text/plain")
+			resp, err := c.do(req, "missing", true)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			asked := make(map[digest.SHA256]bool, len(batch))
+			for _, d := range batch {
+				asked[d] = true
+			}
+			sc := bufio.NewScanner(io.LimitReader(resp.Body, int64(body.Len())+1))
+			for sc.Scan() {
+				line := strings.TrimSpace(sc.Text())
+				if line == "" {
+					continue
+				}
+				d, err := digest.Parse(line)
+				if err != nil || !asked[d] {
+					return fmt.Errorf("master: missing: answer line %q not one asked about", line)
+				}
+				got = append(got, d)
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("master: missing: %w", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// PutObject uploads one object from the file at path (relPath names it in
+// errors), retrying on connection errors and 5xx. The file is hashed as it
+// is sent: if its bytes are not d and size (it changed since it was hashed),
+// the upload is aborted with a *ChangedError. progress, if not nil, gets
+// the bytes sent (negative after a failed attempt, to take them back).
+func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, path, relPath string,
+	open func(string) (io.ReadCloser, error), progress func(int64)) error {
+	op := "put " + d.String()
+	return c.retry(ctx, op, func() error {
+		f, err := open(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", relPath, err)
+		}
+		defer f.Close()
+		sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath, progress: progress}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), sr)
+		if err != nil {
+			return err
+		}
+		req.ContentLength = size
+		if size == 0 {
+			req.Body = http.NoBody
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		resp, err := c.do(req, op, true)
+		if sr.err != nil {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return sr.err // the source changed: never retried
+		}
+		if err != nil {
+			if progress != nil {
+				progress(-sr.n)
+			}
+			return err
+		}
+		return resp.Body.Close()
+	})
+}
+
+// sendReader passes a file's bytes to an upload while hashing them; at the
+// end it refuses (instead of io.EOF) bytes that are not the expected ones.
+type sendReader struct {
+	r        io.Reader
+	h        hash.Hash
+	want     digest.SHA256
+	size, n  int64
+	path     string
+	progress func(int64)
+	err      error // a *ChangedError once detected
+}
+
+func (s *sendReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	s.h.Write(p[:n])
+	s.n += int64(n)
+	if s.progress != nil && n > 0 {
+		s.progress(int64(n))
+	}
+	switch {
+	case s.n > s.size:
+		s.err = &ChangedError{Path: s.path, Detail: fmt.Sprintf("grew beyond %d bytes while sent", s.size)}
+	case err == io.EOF && s.n != s.size:
+		s.err = &ChangedError{Path: s.path, Detail: fmt.Sprintf("%d bytes sent, %d hashed", s.n, s.size)}
+	case err == io.EOF && digest.FromHash(s.h) != s.want:
+		s.err = &ChangedError{Path: s.path, Detail: "content differs from its hash while sent"}
+	}
+	if s.err != nil {
+		return n, s.err
+	}
+	return n, err
+}
+
+// CommitRequest is the body of a commit.
+type CommitRequest struct {
+	Manifest    []byte `json:"manifest"`
+	ManifestSig []byte `json:"manifest_sig"`
+	Sets        []byte `json:"sets"`
+	SetsSig     []byte `json:"sets_sig"`
+}
+
+// Commit asks the master to switch the set to the signed manifest and SETS.
+func (c *Client) Commit(ctx context.Context, cr CommitRequest) error {
+	body, err := json.Marshal(cr) // []byte fields marshal as standard base64, as the API wants
+	if err != nil {
+		return err
+	}
+	return c.retry(ctx, "commit", func() error {
+		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "commit"), bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := c.do(req, "commit", true)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // {"set","id"}: we know both
+		return resp.Body.Close()
+	})
+}

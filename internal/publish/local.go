@@ -1,0 +1,290 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// localJobs is how many objects PublishLocal copies at once unless
+// Config.Jobs says otherwise: each object ends in an fsync, so a few in
+// flight keep the disk busy.
+const localJobs = 8
+
+// PublishLocal publishes srcDir as cfg.Set into root, holding root's lock
+// throughout: hash, copy the objects root lacks (layout.PutFile), sign the
+// manifest and the new SETS, layout.Commit. If the content equals the live
+// set's, no set is created (Result.New is false) — but a SETS that does not
+// announce the live set (a Commit killed after switching `current`) is
+// repaired. A rerun after a kill at any point completes the publish.
+func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir string) (res Result, err error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	unlock, err := root.Lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	items, hst, err := prepare(ctx, &cfg, srcDir)
+	if err != nil {
+		return Result{}, err
+	}
+	faultHook("hashed")
+	res, err = commitLocal(ctx, &cfg, root, items)
+	res.Hash = hst
+	return res, err
+}
+
+// Rollback publishes, as a new set ID, the content of the retained set
+// cfg.Set `to`: IDs only ever increase, and every path whose content differs
+// from the live set gets the new ID as its Modified time. The objects must
+// still be in root (not yet collected).
+func Rollback(ctx context.Context, cfg Config, root *layout.Root, to setid.ID) (res Result, err error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	unlock, err := root.Lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	data, _, err := root.Manifest(cfg.Set, to)
+	if err != nil {
+		return Result{}, fmt.Errorf("rollback: %w", err)
+	}
+	old, err := manifest.Decode(data)
+	if err != nil {
+		return Result{}, fmt.Errorf("rollback: set %s %s: %w", cfg.Set, to, err)
+	}
+	items := make([]Item, len(old.Entries))
+	for i, e := range old.Entries {
+		items[i] = Item{Path: e.Path, Size: e.Size, SHA256: e.SHA256}
+	}
+	return commitLocal(ctx, &cfg, root, items)
+}
+
+// localState is what a root holds for one set before a publish.
+type localState struct {
+	sets      setid.Sets
+	setsData  []byte
+	setsSig   []byte
+	announced *manifest.Manifest // the manifest SETS names; nil if none
+	annData   []byte
+	annSig    []byte
+	live      setid.ID // `current`; zero if none
+}
+
+func readLocal(root *layout.Root, set string) (*localState, error) {
+	st := &localState{}
+	var err error
+	st.setsData, st.setsSig, err = root.Sets()
+	switch {
+	case errors.Is(err, layout.ErrNotFound):
+		st.setsData, st.setsSig = nil, nil
+	case err != nil:
+		return nil, err
+	default:
+		if st.sets, err = setid.ParseSets(bytes.NewReader(st.setsData)); err != nil {
+			return nil, fmt.Errorf("SETS: %w", err)
+		}
+	}
+	if st.live, err = root.Live(set); err != nil && !errors.Is(err, layout.ErrNotFound) {
+		return nil, err
+	}
+	if e, ok := st.sets.Lookup(set); ok {
+		if st.announced, st.annData, st.annSig, err = localManifest(root, set, e.ID); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
+func localManifest(root *layout.Root, set string, id setid.ID) (*manifest.Manifest, []byte, []byte, error) {
+	data, sig, err := root.Manifest(set, id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, err := manifest.Decode(data)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("manifest of %s %s: %w", set, id, err)
+	}
+	return m, data, sig, nil
+}
+
+// sameContent reports whether items are exactly m's files.
+func sameContent(items []Item, m *manifest.Manifest) bool {
+	if m == nil || len(items) != len(m.Entries) {
+		return false
+	}
+	for i, it := range items {
+		e := m.Entries[i]
+		if it.Path != e.Path || it.Size != e.Size || it.SHA256 != e.SHA256 {
+			return false
+		}
+	}
+	return true
+}
+
+// commitLocal is PublishLocal after hashing; the caller holds the lock.
+func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []Item) (Result, error) {
+	log := cfg.logger()
+	now := cfg.now()
+	res := Result{Set: cfg.Set, Files: len(items)}
+	for _, it := range items {
+		res.Bytes += it.Size
+	}
+	v, err := cfg.verifier()
+	if err != nil {
+		return res, err
+	}
+	st, err := readLocal(root, cfg.Set)
+	if err != nil {
+		return res, err
+	}
+	var annID setid.ID
+	if st.announced != nil {
+		annID = st.announced.ID
+	}
+	res.Previous = annID
+	// A Commit killed after switching `current`, before SETS: the live set
+	// is ahead of what SETS announces. If it holds this very content,
+	// finishing its Commit is the whole publish.
+	if st.live.After(annID) {
+		cur, data, sig, err := localManifest(root, cfg.Set, st.live)
+		if err == nil && cur.Previous == annID && sameContent(items, cur) && !cur.Expired(now) {
+			if err := recommit(ctx, cfg, root, st, cur, data, sig, v, now); err != nil {
+				return res, err
+			}
+			log.Info("interrupted commit completed", "set", cfg.Set, "set_id", cur.ID)
+			res.ID, res.New = cur.ID, true
+			return res, nil
+		}
+	}
+	m, changed := buildManifest(cfg.Set, items, st.announced, st.live, now, cfg.valid())
+	if !changed {
+		res.ID = annID
+		if !setsAnnounce(st, v, cfg.Set, annID) {
+			if err := recommit(ctx, cfg, root, st, st.announced, st.annData, st.annSig, v, now); err != nil {
+				return res, err
+			}
+			log.Info("SETS repaired", "set", cfg.Set, "set_id", annID)
+		}
+		log.Info("nothing changed", "set", cfg.Set, "set_id", annID)
+		return res, nil
+	}
+	res.ID = m.ID
+	n, size, err := putFiles(ctx, cfg, root, uniqueObjects(items))
+	res.Sent, res.SentSize = n, size
+	if err != nil {
+		return res, err
+	}
+	faultHook("sent")
+	data, sig, err := m.Sign(cfg.Signer)
+	if err != nil {
+		return res, fmt.Errorf("sign manifest: %w", err)
+	}
+	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
+	faultHook("signed")
+	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
+	if err := root.Commit(ctx, c, v, now); err != nil {
+		return res, err
+	}
+	res.New = true
+	log.Info("set committed", "set", cfg.Set, "set_id", m.ID, "files", len(items), "bytes", res.Bytes)
+	return res, nil
+}
+
+// setsAnnounce reports whether the SETS on disk names set at id with the
+// manifest on disk, signed by v.
+func setsAnnounce(st *localState, v *sign.Verifier, set string, id setid.ID) bool {
+	if st.announced == nil {
+		return true // nothing published, nothing to announce
+	}
+	sets, err := manifest.OpenSets(st.setsData, st.setsSig, v)
+	if err != nil {
+		return false
+	}
+	e, ok := sets.Lookup(set)
+	return ok && e == setid.Entry{Set: set, ID: id, Manifest: digest.Sum(st.annData)} &&
+		bytes.Equal(st.setsData, sets.Bytes())
+}
+
+// recommit reruns the Commit of an already built set with a freshly signed
+// SETS announcing it: layout.Commit converges on a rerun.
+func recommit(ctx context.Context, cfg *Config, root *layout.Root, st *localState, m *manifest.Manifest,
+	data, sig []byte, v *sign.Verifier, now time.Time) error {
+	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
+	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
+	return root.Commit(ctx, c, v, now)
+}
+
+// putFiles copies the objects root lacks from their source files.
+func putFiles(ctx context.Context, cfg *Config, root *layout.Root, objs []Item) (int, int64, error) {
+	log := cfg.logger()
+	var todo []Item
+	var total int64
+	for _, o := range objs {
+		ok, err := root.HasObject(o.SHA256)
+		if err != nil {
+			return 0, 0, err
+		}
+		if ok {
+			continue
+		}
+		if o.Src == "" {
+			return 0, 0, fmt.Errorf("%s: object %s is no longer stored (collected?)", o.Path, o.SHA256)
+		}
+		todo = append(todo, o)
+		total += o.Size
+	}
+	log.Info("copying missing objects", "objects", len(todo), "of", len(objs), "bytes", total)
+	start := time.Now()
+	cfg.event(Event{Stage: StageSend, Start: true, Total: total})
+	defer cfg.event(Event{Stage: StageSend, End: true})
+	jobs := cfg.Jobs
+	if jobs <= 0 {
+		jobs = localJobs
+	}
+	var next atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range min(jobs, len(todo)) {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(todo) {
+					return nil
+				}
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				o := todo[i]
+				if err := root.PutFile(o.SHA256, o.Size, o.Src); err != nil {
+					var me *digest.MismatchError
+					var se *digest.SizeError
+					if errors.As(err, &me) || errors.As(err, &se) {
+						return &ChangedError{Path: o.Path, Detail: "while copied: " + err.Error()}
+					}
+					return fmt.Errorf("%s: %w", o.Path, err)
+				}
+				cfg.event(Event{Stage: StageSend, N: o.Size})
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, fmt.Errorf("copy objects: %w", err)
+	}
+	log.Info("objects copied", "objects", len(todo), "bytes", total, "dur", time.Since(start))
+	return len(todo), total, nil
+}

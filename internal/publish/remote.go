@@ -1,0 +1,232 @@
+package publish
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// commitAttempts bounds the commits retried after a 409 sets_changed (another
+// set was published meanwhile) or a 422 missing_objects (the master collected
+// an object between our missing query and the commit).
+const commitAttempts = 4
+
+// PublishRemote publishes srcDir as cfg.Set to the master c: hash, ask which
+// objects the master lacks, upload those (cfg.Jobs at once), then commit the
+// signed manifest and SETS. A rerun after an interruption uploads only what
+// the master still lacks.
+func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (Result, error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	items, hst, err := prepare(ctx, &cfg, srcDir)
+	if err != nil {
+		return Result{}, err
+	}
+	faultHook("hashed")
+	res, err := commitRemote(ctx, &cfg, c, items)
+	res.Hash = hst
+	return res, err
+}
+
+// commitRemote is PublishRemote after hashing.
+func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item) (Result, error) {
+	log := cfg.logger()
+	now := cfg.now()
+	res := Result{Set: cfg.Set, Files: len(items)}
+	for _, it := range items {
+		res.Bytes += it.Size
+	}
+	sent := false
+	for attempt := 1; ; attempt++ {
+		sets, live, err := remoteLive(ctx, c, cfg.Set)
+		if err != nil {
+			return res, err
+		}
+		m, changed := BuildManifest(cfg.Set, items, live, now, cfg.valid())
+		res.ID, res.Previous = m.ID, m.Previous
+		if !changed {
+			res.ID, res.New = live.ID, false
+			log.Info("nothing changed", "set", cfg.Set, "set_id", live.ID)
+			return res, nil
+		}
+		if !sent {
+			n, size, err := uploadMissing(ctx, cfg, c, uniqueObjects(items), nil)
+			res.Sent, res.SentSize = n, size
+			if err != nil {
+				return res, err
+			}
+			sent = true
+			faultHook("sent")
+		}
+		data, sig, err := m.Sign(cfg.Signer)
+		if err != nil {
+			return res, fmt.Errorf("sign manifest: %w", err)
+		}
+		entry := setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}
+		setsData, setsSig := manifest.SignSets(sets.With(entry), cfg.Signer)
+		faultHook("signed")
+		err = c.Commit(ctx, CommitRequest{Manifest: data, ManifestSig: sig, Sets: setsData, SetsSig: setsSig})
+		var re *RemoteError
+		switch {
+		case err == nil:
+			res.New = true
+			log.Info("set committed", "set", cfg.Set, "set_id", m.ID)
+			return res, nil
+		case committed(ctx, c, entry):
+			// A retried commit whose first attempt went through (the answer
+			// was lost): the master now lists exactly our manifest.
+			res.New = true
+			return res, nil
+		case attempt < commitAttempts && errors.Is(err, ErrSetsChanged):
+			log.Info("SETS changed meanwhile, retrying commit", "set", cfg.Set)
+		case attempt < commitAttempts && errors.As(err, &re) && len(re.Missing) > 0:
+			log.Warn("master lacks objects at commit, sending them", "set", cfg.Set, "objects", len(re.Missing))
+			want := make(map[digest.SHA256]bool, len(re.Missing))
+			for _, d := range re.Missing {
+				want[d] = true
+			}
+			n, size, err := uploadMissing(ctx, cfg, c, uniqueObjects(items), want)
+			res.Sent, res.SentSize = res.Sent+n, res.SentSize+size
+			if err != nil {
+				return res, err
+			}
+		default:
+			return res, fmt.Errorf("commit set %s %s: %w", cfg.Set, m.ID, err)
+		}
+	}
+}
+
+// committed reports whether the master's SETS lists exactly entry.
+func committed(ctx context.Context, c *Client, entry setid.Entry) bool {
+	data, _, err := c.Sets(ctx)
+	if err != nil {
+		return false
+	}
+	sets, err := setid.ParseSets(bytes.NewReader(data))
+	if err != nil {
+		return false
+	}
+	e, ok := sets.Lookup(entry.Set)
+	return ok && e == entry
+}
+
+// remoteLive reads the master's SETS and the live manifest of set (nil if
+// the set was never published). The manifest must be the one SETS names
+// (its sha256); its signature is left to the master, which checks the
+// commit against its trusted keys and its live set.
+func remoteLive(ctx context.Context, c *Client, set string) (setid.Sets, *manifest.Manifest, error) {
+	data, _, err := c.Sets(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	sets, err := setid.ParseSets(bytes.NewReader(data))
+	if err != nil {
+		return nil, nil, fmt.Errorf("master SETS: %w", err)
+	}
+	e, ok := sets.Lookup(set)
+	if !ok {
+		return sets, nil, nil
+	}
+	mdata, _, err := c.Manifest(ctx, set, e.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	if got := digest.Sum(mdata); got != e.Manifest {
+		return nil, nil, fmt.Errorf("master manifest %s %s: %w", set, e.ID, &digest.MismatchError{Want: e.Manifest, Got: got})
+	}
+	m, err := manifest.Decode(mdata)
+	if err != nil {
+		return nil, nil, fmt.Errorf("master manifest %s %s: %w", set, e.ID, err)
+	}
+	if m.Set != set || m.ID != e.ID {
+		return nil, nil, fmt.Errorf("master manifest %s %s: %w: names %s %s", set, e.ID, manifest.ErrMismatch, m.Set, m.ID)
+	}
+	return sets, m, nil
+}
+
+// uploadMissing asks the master which of objs it lacks (only those in only,
+// if not nil, which the master already said it lacks) and uploads them.
+func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, only map[digest.SHA256]bool) (int, int64, error) {
+	log := cfg.logger()
+	var missing []digest.SHA256
+	if only == nil {
+		ds := make([]digest.SHA256, len(objs))
+		for i, o := range objs {
+			ds[i] = o.SHA256
+		}
+		var err error
+		if missing, err = c.Missing(ctx, ds); err != nil {
+			return 0, 0, err
+		}
+	} else {
+		for d := range only {
+			missing = append(missing, d)
+		}
+	}
+	byDigest := make(map[digest.SHA256]Item, len(objs))
+	for _, o := range objs {
+		byDigest[o.SHA256] = o
+	}
+	var todo []Item
+	var total int64
+	for _, d := range missing {
+		o, ok := byDigest[d]
+		if !ok || o.Src == "" {
+			return 0, 0, fmt.Errorf("master lacks object %s that this publish cannot send", d)
+		}
+		todo = append(todo, o)
+		total += o.Size
+	}
+	log.Info("uploading missing objects", "objects", len(todo), "of", len(objs), "bytes", total)
+	start := time.Now()
+	cfg.event(Event{Stage: StageSend, Start: true, Total: total})
+	defer cfg.event(Event{Stage: StageSend, End: true})
+	jobs := cfg.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	var progress func(int64)
+	if cfg.Progress != nil {
+		progress = func(n int64) { cfg.event(Event{Stage: StageSend, N: n}) }
+	}
+	open := cfg.open
+	if open == nil {
+		open = osOpen
+	}
+	var next atomic.Int64
+	var sent atomic.Int64
+	g, gctx := errgroup.WithContext(ctx)
+	for range min(jobs, len(todo)) {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(todo) {
+					return nil
+				}
+				o := todo[i]
+				if err := c.PutObject(gctx, o.SHA256, o.Size, o.Src, o.Path, open, progress); err != nil {
+					return err
+				}
+				sent.Add(o.Size)
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, sent.Load(), fmt.Errorf("upload: %w", err)
+	}
+	log.Info("objects uploaded", "objects", len(todo), "bytes", total, "dur", time.Since(start))
+	return len(todo), total, nil
+}
