@@ -1,0 +1,138 @@
+package httpserve
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// AccessLog writes one line per request in the Combined Log Format
+// (Apache's and nginx's "combined"):
+//
+//	host - - [25/Nov/2026:03:15:00 +0000] "GET /x HTTP/1.1" 200 1234 "referer" "user-agent"
+//
+// The user field is always "-": Authorization headers are never logged.
+// Quotes, backslashes and control bytes inside quoted fields are written as
+// \xHH, so a hostile request cannot forge a line. An AccessLog is safe for
+// concurrent use.
+type AccessLog struct {
+	path string // "" for stderr
+
+	mu sync.Mutex // guards f
+	f  *os.File
+}
+
+// OpenAccessLog opens path for appending (created 0644 if missing); "-"
+// means standard error.
+func OpenAccessLog(path string) (*AccessLog, error) {
+	if path == "-" {
+		return &AccessLog{f: os.Stderr}, nil
+	}
+	f, err := openAppend(path)
+	if err != nil {
+		return nil, err
+	}
+	return &AccessLog{path: path, f: f}, nil
+}
+
+func openAppend(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+}
+
+// Reopen opens the log file again by its name and closes the old one, for
+// newsyslog/logrotate after they renamed it (call it on SIGHUP). On error
+// the old file stays in use. For standard error it does nothing.
+func (l *AccessLog) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := openAppend(l.path)
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f = f
+	l.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes the log file (not standard error).
+func (l *AccessLog) Close() error {
+	if l.path == "" {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
+}
+
+var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Log writes the line for one request that started at start.
+func (l *AccessLog) Log(r *http.Request, start time.Time, status int, bytes int64) {
+	bp := lineBufs.Get().(*[]byte)
+	b := appendLine((*bp)[:0], r, start, status, bytes)
+	l.mu.Lock()
+	// A failed access-log write must not fail the request, and logging it
+	// would mean one error line per request: drop it.
+	_, _ = l.f.Write(b)
+	l.mu.Unlock()
+	*bp = b
+	lineBufs.Put(bp)
+}
+
+func appendLine(b []byte, r *http.Request, start time.Time, status int, bytes int64) []byte {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	b = appendEscaped(b, host)
+	b = append(b, " - - ["...)
+	b = start.AppendFormat(b, "02/Jan/2006:15:04:05 -0700")
+	b = append(b, "] \""...)
+	b = appendEscaped(b, r.Method)
+	b = append(b, ' ')
+	b = appendEscaped(b, r.RequestURI)
+	b = append(b, ' ')
+	b = appendEscaped(b, r.Proto)
+	b = append(b, "\" "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	b = append(b, ' ')
+	if bytes == 0 {
+		b = append(b, '-')
+	} else {
+		b = strconv.AppendInt(b, bytes, 10)
+	}
+	b = append(b, " \""...)
+	b = appendField(b, r.Referer())
+	b = append(b, "\" \""...)
+	b = appendField(b, r.UserAgent())
+	return append(b, "\"\n"...)
+}
+
+func appendField(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, '-')
+	}
+	return appendEscaped(b, s)
+}
+
+const hexDigits = "0123456789ABCDEF"
+
+// appendEscaped appends s with '"', '\\', control bytes and bytes >= 0x7f
+// written as \xHH (what nginx does), so one request is always one line.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			b = append(b, '\\', 'x', hexDigits[c>>4], hexDigits[c&0xf])
+			continue
+		}
+		b = append(b, c)
+	}
+	return b
+}
