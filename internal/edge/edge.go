@@ -1,0 +1,465 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultPoll             = 5 * time.Minute
+	DefaultFirstByteTimeout = 10 * time.Second
+	DefaultStallTimeout     = 30 * time.Second
+	DefaultNotifyInterval   = time.Second
+	DefaultStickyFor        = time.Minute
+	DefaultLongPollTimeout  = 55 * time.Second
+	DefaultPrefetch         = 4
+)
+
+// Cache-Control values, the same as the master's.
+const (
+	ccSetFile   = "public, no-cache"
+	ccImmutable = "public, max-age=31536000, immutable"
+	ccSets      = "no-cache"
+)
+
+// MaxNotifyBytes bounds the body of a push notice.
+const MaxNotifyBytes = 4 << 10
+
+// Config configures an Edge.
+type Config struct {
+	// Upstreams are the base URLs of the upstreams, tried in order
+	// (failover). Required.
+	Upstreams []string
+	// Verifier, if set, makes the edge manifest-aware: it trusts only SETS
+	// files and manifests signed by its keys. If nil, plain HTTP mode.
+	Verifier *sign.Verifier
+	// Cache stores the objects. Required. The caller closes it after Run
+	// returned.
+	Cache *cache.Cache
+	// StateDir holds verified SETS and manifests (manifest-aware mode) or
+	// the set-ID generation (plain mode) across restarts. Required.
+	StateDir string
+	// UpstreamCAFile, if set, is a PEM bundle that replaces the system roots
+	// for https upstreams.
+	UpstreamCAFile string
+	// Transport, if set, is used for upstream requests (tests); it overrides
+	// UpstreamCAFile and FirstByteTimeout. If nil, a transport is built.
+	Transport http.RoundTripper
+	// FirstByteTimeout bounds the wait for an upstream's response headers
+	// before failing over: below pkg's 30 s FETCH_TIMEOUT so the client
+	// still gets an answer. If zero, 10s.
+	FirstByteTimeout time.Duration
+	// StallTimeout fails an upstream body that sends nothing for this long.
+	// If zero, 30s.
+	StallTimeout time.Duration
+	// Poll is the interval of re-reading the upstream's SETS (or the
+	// set-ID URL in plain mode). If zero, 5m.
+	Poll time.Duration
+	// NoLongPoll disables the long-poll on the upstream's /.pkgcdn/sets
+	// (manifest-aware mode). If false, the edge long-polls.
+	NoLongPoll bool
+	// LongPollTimeout is how long a downstream ?wait= request is held
+	// before it is answered 304. If zero, 55s.
+	LongPollTimeout time.Duration
+	// SetIDURL (plain mode) names the file whose change means "new set":
+	// an absolute URL, or a path ("/.pkgcdn/sets") resolved against the
+	// upstreams. If empty, freshness follows RFC 9111.
+	SetIDURL string
+	// NotifyInterval rate-limits re-reads caused by push notices: at most
+	// one per interval. If zero, 1s.
+	NotifyInterval time.Duration
+	// StickyFor is how long requests stay with a fallback upstream before
+	// the first is tried again. If zero, 1m.
+	StickyFor time.Duration
+	// Prefetch is how many catalogue files are filled at once after a set
+	// switch. If zero, 4; if negative, no prefetch.
+	Prefetch int
+	// Registerer, if set, gets the edge's Prometheus metrics.
+	Registerer prometheus.Registerer
+	// Logger receives events. If nil, nothing is logged.
+	Logger *slog.Logger
+	// Clock returns the current time (manifest expiry, freshness). If nil,
+	// time.Now.
+	Clock func() time.Time
+}
+
+// Edge is the edge's http.Handler. Create it with New, start its background
+// work with Run. It is safe for concurrent use.
+type Edge struct {
+	cfg  Config
+	log  *slog.Logger
+	now  func() time.Time
+	pool *pool
+	lp   *pool // long-poll: no first-byte timeout
+	met  *metrics
+
+	snap atomic.Pointer[snapshot] // manifest mode: what requests are answered from
+
+	gen     atomic.Uint64 // plain mode with SetIDURL: the set-ID generation
+	setID   plainState    // plain mode: guarded by the tracker goroutine
+	kick    chan struct{} // wakes the tracker (notify, long-poll); cap 1
+	stop    chan struct{} // closed by ReleaseWaiters
+	stopped sync.Once
+	bg      sync.WaitGroup // prefetches
+}
+
+// New checks cfg, loads what a previous run verified, and returns an Edge
+// ready to serve (from that state) before Run has reached the upstream.
+func New(cfg Config) (*Edge, error) {
+	if len(cfg.Upstreams) == 0 {
+		return nil, errors.New("edge: no upstream")
+	}
+	if cfg.Cache == nil {
+		return nil, errors.New("edge: no cache")
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("edge: no state directory")
+	}
+	if cfg.FirstByteTimeout == 0 {
+		cfg.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
+	if cfg.Poll == 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.LongPollTimeout == 0 {
+		cfg.LongPollTimeout = DefaultLongPollTimeout
+	}
+	if cfg.NotifyInterval == 0 {
+		cfg.NotifyInterval = DefaultNotifyInterval
+	}
+	if cfg.StickyFor == 0 {
+		cfg.StickyFor = DefaultStickyFor
+	}
+	if cfg.Prefetch == 0 {
+		cfg.Prefetch = DefaultPrefetch
+	}
+	e := &Edge{cfg: cfg, log: cfg.Logger, now: cfg.Clock,
+		kick: make(chan struct{}, 1), stop: make(chan struct{})}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	var bases []*url.URL
+	for _, s := range cfg.Upstreams {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("edge: upstream %q: not an http(s) URL", s)
+		}
+		bases = append(bases, u)
+	}
+	rt, lrt := cfg.Transport, cfg.Transport
+	if rt == nil {
+		var err error
+		if rt, err = newTransport(cfg.UpstreamCAFile, cfg.FirstByteTimeout); err != nil {
+			return nil, err
+		}
+		if lrt, err = newTransport(cfg.UpstreamCAFile, 0); err != nil {
+			return nil, err
+		}
+	}
+	e.pool = &pool{bases: bases, client: &http.Client{Transport: rt}, stall: cfg.StallTimeout,
+		stickyFor: cfg.StickyFor, now: e.now}
+	e.lp = &pool{bases: bases, client: &http.Client{Transport: lrt}, stickyFor: cfg.StickyFor, now: e.now}
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	e.met = newMetrics(e)
+	if cfg.Registerer != nil {
+		if err := e.met.register(cfg.Registerer); err != nil {
+			return nil, fmt.Errorf("edge: register metrics: %w", err)
+		}
+	}
+	e.snap.Store(newSnapshot())
+	if e.manifestMode() {
+		if err := e.loadState(); err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+	} else if err := e.loadPlainState(); err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	return e, nil
+}
+
+// newTransport returns the upstream transport: no transparent gzip (the
+// cache keeps the exact bytes), a first-byte timeout, and the CA bundle.
+func newTransport(caFile string, firstByte time.Duration) (*http.Transport, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true
+	t.ResponseHeaderTimeout = firstByte
+	t.MaxIdleConnsPerHost = 64
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("upstream CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("upstream CA %s: no PEM certificate", caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return t, nil
+}
+
+func (e *Edge) manifestMode() bool { return e.cfg.Verifier != nil }
+
+// Run follows the upstream (set tracking in manifest-aware mode, the set-ID
+// URL in plain mode) until ctx is cancelled, then waits for its goroutines
+// and returns nil. Failures to reach the upstream are logged and retried:
+// the edge keeps serving what it holds.
+func (e *Edge) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { e.track(ctx) })
+	if e.manifestMode() && !e.cfg.NoLongPoll {
+		wg.Go(func() { e.longPoll(ctx) })
+	}
+	wg.Wait()
+	e.bg.Wait()
+	return nil
+}
+
+// ReleaseWaiters answers every held ?wait= long-poll now and makes new ones
+// return at once: call it when shutdown starts (httpserve.Config.OnShutdown).
+func (e *Edge) ReleaseWaiters() { e.stopped.Do(func() { close(e.stop) }) }
+
+// Kick asks the tracker to re-read the upstream now (as a push notice does).
+func (e *Edge) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default: // one pending kick is enough
+	}
+}
+
+// track is the single goroutine that changes what the edge serves: on start,
+// every Poll, and on a kick (rate-limited to one per NotifyInterval).
+func (e *Edge) track(ctx context.Context) {
+	t := time.NewTicker(e.cfg.Poll)
+	defer t.Stop()
+	for {
+		e.update(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-e.kick:
+		}
+		// Rate limit: a flood of notices costs at most one re-read per interval.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.cfg.NotifyInterval):
+		}
+	}
+}
+
+func (e *Edge) update(ctx context.Context) {
+	var err error
+	if e.manifestMode() {
+		err = e.refresh(ctx)
+		e.met.observeSets()
+	} else if e.cfg.SetIDURL != "" {
+		err = e.pollSetID(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		e.log.Warn("upstream update failed", "err", err)
+	}
+	for _, d := range e.Degraded() {
+		e.log.Warn("degraded", "err", d)
+	}
+}
+
+// longPoll holds a ?wait= request on the upstream's SETS and kicks the tracker
+// whenever the upstream answers with a new one.
+func (e *Edge) longPoll(ctx context.Context) {
+	backoff := time.Second
+	etag := strings.Trim(e.snap.Load().etag, `"`)
+	for ctx.Err() == nil {
+		resp, err := e.lp.do(ctx, request{
+			url: func(b *url.URL) string {
+				u := route.SetsURL(b, false)
+				if etag != "" {
+					u += "?wait=" + url.QueryEscape(etag)
+				}
+				return u
+			},
+			ok: func(s int) bool { return s == http.StatusOK || s == http.StatusNotModified },
+		})
+		wait := time.Duration(0)
+		if err != nil {
+			wait = backoff
+			backoff = min(2*backoff, 30*time.Second)
+		} else {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, setid.MaxSetsBytes)) // the tracker re-reads with the signature
+			resp.Body.Close()
+			backoff = time.Second
+			got := strings.Trim(resp.Header.Get("ETag"), `"`)
+			switch {
+			case resp.StatusCode == http.StatusOK && got != etag:
+				etag = got
+				e.Kick()
+			case resp.StatusCode == http.StatusOK:
+				// Answered at once without a change: the upstream does not
+				// hold long polls. Fall back to a slow loop.
+				wait = e.cfg.Poll
+			}
+		}
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		}
+	}
+}
+
+// Degraded returns why the edge is degraded (a live manifest expired), or
+// nil. It is what /healthz reports.
+func (e *Edge) Degraded() []error {
+	var out []error
+	now := e.now()
+	for name, st := range e.snap.Load().sets {
+		if st.live.Expired(now) {
+			out = append(out, fmt.Errorf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339)))
+		}
+	}
+	return out
+}
+
+// Health returns nil if the edge is fully healthy, or an error saying why
+// it is degraded (it still serves).
+func (e *Edge) Health() error { return errors.Join(e.Degraded()...) }
+
+// errMethod is a 405.
+var errMethod = errors.New("method not allowed")
+
+// ServeHTTP serves the master's URL space from the cache.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var err error
+	if e.manifestMode() {
+		err = e.serveManifestMode(w, r)
+	} else {
+		err = e.servePlain(w, r)
+	}
+	if err != nil {
+		e.writeError(w, r, err)
+	}
+}
+
+// writeError maps an error to its status and logs it: the one place that
+// decides 404 ("not in this set") against 502/504 ("cannot reach upstream").
+func (e *Edge) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := http.StatusBadGateway
+	var se *StatusError
+	switch {
+	case errors.Is(err, route.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, errMethod):
+		status = http.StatusMethodNotAllowed
+		w.Header().Set("Allow", "GET, HEAD")
+	case errors.Is(err, errBadRequest):
+		status = http.StatusBadRequest
+	case errors.Is(err, errNoSets):
+		status = http.StatusServiceUnavailable
+	case timeoutError(err), errors.Is(err, cache.ErrStalled):
+		status = http.StatusGatewayTimeout
+	case errors.Is(err, ErrUpstreamDown):
+		status = http.StatusBadGateway
+	case errors.As(err, &se) && se.Status >= 400 && se.Status < 500:
+		status = se.Status
+	}
+	lvl := slog.LevelDebug
+	if status >= 500 {
+		lvl = slog.LevelWarn
+	}
+	e.log.Log(r.Context(), lvl, "request failed", "path", r.URL.Path, "status", status, "err", err)
+	h := w.Header()
+	h.Del("Content-Length")
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, http.StatusText(status))
+}
+
+var (
+	errBadRequest = errors.New("bad request")
+	errNoSets     = errors.New("no verified SETS yet")
+)
+
+// notice is the body of a push notice.
+type notice struct {
+	Set string `json:"set"`
+	ID  string `json:"id"`
+}
+
+// serveNotify takes a push notice: only a hint to re-read SETS now. It is
+// checked for shape and replay (an ID not newer than the one held is
+// ignored), but never trusted: the re-read verifies SETS itself.
+func (e *Edge) serveNotify(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return errMethod
+	}
+	var n notice
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxNotifyBytes))
+	if err := dec.Decode(&n); err != nil {
+		return fmt.Errorf("%w: notice: %v", errBadRequest, err)
+	}
+	if e.manifestMode() {
+		if setid.ValidateName(n.Set) != nil {
+			return fmt.Errorf("%w: notice: bad set name", errBadRequest)
+		}
+		id, err := setid.Parse(n.ID)
+		if err != nil {
+			return fmt.Errorf("%w: notice: bad set ID", errBadRequest)
+		}
+		if st, ok := e.snap.Load().sets[n.Set]; ok && !id.After(st.live.ID) {
+			e.met.notices.WithLabelValues("stale").Inc()
+			w.WriteHeader(http.StatusAccepted)
+			return nil
+		}
+	}
+	e.met.notices.WithLabelValues("accepted").Inc()
+	e.Kick()
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// contentType guesses a file's type from its name; never sniffed, so that a
+// response can start before its first bytes arrived.
+func contentType(p string) string {
+	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
+		return t
+	}
+	return "application/octet-stream"
+}

@@ -1,0 +1,408 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+)
+
+// Cache-Status values (RFC 9211).
+const (
+	csHit         = "pkgcdn; hit"
+	csMiss        = "pkgcdn; fwd=miss"
+	csRevalidated = "pkgcdn; fwd=stale; fwd-status=304"
+	csReplaced    = "pkgcdn; fwd=stale; fwd-status=200"
+	csStale       = "pkgcdn; hit; detail=stale-if-error"
+	csUncacheable = "pkgcdn; fwd=uri-miss"
+)
+
+func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
+	snap := e.snap.Load() // once: the whole request is answered from one set
+	t, err := route.Parse(r.URL.Path, snap.isSet)
+	if err != nil {
+		return err
+	}
+	if t.Kind == route.Notify {
+		return e.serveNotify(w, r)
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return errMethod
+	}
+	switch t.Kind {
+	case route.SetFile:
+		st := snap.sets[t.Set]
+		ent, ok := st.lookup(t.Path)
+		if !ok {
+			return fmt.Errorf("%w: %s not in set %s", route.ErrNotFound, t.Path, t.Set)
+		}
+		w.Header().Set("X-Pkgcdn-Set-Id", st.live.ID.String())
+		return e.serveObject(w, r, object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(),
+			ctype: contentType(t.Path), cc: ccSetFile, inSet: true})
+	case route.Object:
+		return e.serveObject(w, r, object{hash: t.Hash, size: -1, ctype: "application/octet-stream", cc: ccImmutable})
+	case route.Sets, route.SetsSig:
+		return e.serveSets(w, r, snap, t.Kind == route.SetsSig)
+	case route.Manifest, route.ManifestSig:
+		return e.serveManifest(w, r, snap, t.Set, t.ID, t.Kind == route.ManifestSig)
+	}
+	return fmt.Errorf("%w: not served by an edge", route.ErrNotFound)
+}
+
+// object is one object to serve by hash.
+type object struct {
+	hash     digest.SHA256
+	size     int64 // -1 if unknown (a bare object URL)
+	modified time.Time
+	ctype    string
+	cc       string
+	inSet    bool // named by a verified manifest: an upstream 404 is its fault, not ours
+}
+
+// serveObject answers from the cache, or fills the cache from the upstream's
+// immutable object URL and streams the bytes as they arrive.
+func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) error {
+	h := w.Header()
+	etag := `"` + o.hash.String() + `"`
+	h.Set("ETag", etag)
+	h.Set("Content-Type", o.ctype)
+	h.Set("Cache-Control", o.cc)
+	h.Set("Accept-Ranges", "bytes")
+	if notModified(r, etag, o.modified) {
+		writeNotModified(w, o.modified)
+		return nil
+	}
+	key := cache.Key(o.hash)
+	if obj, err := e.cfg.Cache.Get(key); err == nil {
+		defer obj.Close()
+		h.Set("Cache-Status", csHit)
+		e.met.requests.WithLabelValues("hit").Inc()
+		serveCached(w, r, obj, o.modified, e.met.bytesCache)
+		return nil
+	}
+	if r.Method == http.MethodHead && o.size >= 0 {
+		// Everything a HEAD needs is in the manifest: no upstream round trip.
+		h.Set("Cache-Status", csMiss)
+		http.ServeContent(w, r, "", o.modified, &streamSeeker{size: o.size})
+		return nil
+	}
+	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: o.hash, Size: o.size, Fetch: e.fetchObject(o)})
+	if err != nil {
+		return fmt.Errorf("fill %s: %w", o.hash, err)
+	}
+	defer s.Close()
+	m, err := s.Meta()
+	if err != nil {
+		if !o.inSet {
+			return err // a 404 for a bare object URL is the truth
+		}
+		var se *StatusError
+		if errors.As(err, &se) {
+			// The upstream lacks an object its own manifest names: its
+			// fault, never a 404 that would stop the client's failover.
+			return fmt.Errorf("%w: %w", ErrUpstreamDown, err)
+		}
+		return err
+	}
+	size := o.size
+	if size < 0 {
+		size = m.Size
+	}
+	h.Set("Cache-Status", csMiss)
+	e.met.requests.WithLabelValues("miss").Inc()
+	serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)
+	return nil
+}
+
+// fetchObject returns the cache's upstream fetch of an object: its
+// immutable URL, failing over on 404 too (a lagging upstream may not have
+// it yet while another does).
+func (e *Edge) fetchObject(o object) func(ctx context.Context) (io.ReadCloser, cache.Meta, error) {
+	return func(ctx context.Context) (io.ReadCloser, cache.Meta, error) {
+		e.met.upstreamFetches.Inc()
+		resp, err := e.pool.do(ctx, request{
+			url: func(b *url.URL) string { return route.ObjectURL(b, o.hash) },
+			ok:  func(s int) bool { return s == http.StatusOK },
+		})
+		if err != nil {
+			return nil, cache.Meta{}, err
+		}
+		size := o.size
+		if size < 0 {
+			size = resp.ContentLength
+		}
+		return resp.Body, cache.Meta{Size: size, SHA256: o.hash, ContentType: o.ctype, LastModified: o.modified}, nil
+	}
+}
+
+func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot, sig bool) error {
+	if wait := r.URL.Query().Get("wait"); wait != "" && !sig {
+		snap = e.waitSets(r, snap, strings.Trim(wait, `"`))
+		if snap == nil {
+			w.Header().Set("ETag", e.snap.Load().etag)
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+	}
+	if snap.setsData == nil {
+		return fmt.Errorf("%w: %w", route.ErrNotFound, errNoSets)
+	}
+	data := snap.setsData
+	if sig {
+		data = snap.setsSig
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", ccSets)
+	if !sig {
+		h.Set("ETag", snap.etag)
+	}
+	http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(data)))
+	return nil
+}
+
+// waitSets holds a long-poll until the served SETS differs from etag, the
+// client leaves, shutdown starts or LongPollTimeout passes (nil: unchanged).
+func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) *snapshot {
+	t := time.NewTimer(e.cfg.LongPollTimeout)
+	defer t.Stop()
+	for strings.Trim(snap.etag, `"`) == etag {
+		select {
+		case <-snap.changed:
+			snap = e.snap.Load()
+		case <-r.Context().Done():
+			return nil
+		case <-e.stop:
+			return nil
+		case <-t.C:
+			return nil
+		}
+	}
+	return snap
+}
+
+// serveManifest serves a held manifest from memory; one we do not hold is
+// passed through from the upstream (the downstream verifies it anyway).
+func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request, snap *snapshot, set string, id setid.ID, sig bool) error {
+	h := w.Header()
+	h.Set("Cache-Control", ccImmutable)
+	if st, ok := snap.sets[set]; ok && st.live.ID == id {
+		data := st.liveBytes
+		if sig {
+			data = st.liveSig
+		}
+		h.Set("ETag", `"`+digest.Sum(data).String()+`"`)
+		h.Set("Content-Type", "application/octet-stream")
+		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(data)))
+		return nil
+	}
+	resp, err := e.pool.do(r.Context(), request{url: func(b *url.URL) string { return route.ManifestURL(b, set, id, sig) }})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &StatusError{URL: resp.Request.URL.String(), Status: resp.StatusCode}
+	}
+	h.Set("Content-Type", "application/octet-stream")
+	if resp.ContentLength >= 0 {
+		h.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	if et := resp.Header.Get("ETag"); et != "" {
+		h.Set("ETag", et)
+	}
+	h.Set("Cache-Status", csUncacheable)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if _, err := io.Copy(w, io.LimitReader(resp.Body, maxManifestBytes)); err != nil {
+		panic(http.ErrAbortHandler) // headers are out: break the connection, never a short 200
+	}
+	return nil
+}
+
+// notModified reports whether a conditional GET/HEAD can be answered 304
+// from what we know locally (RFC 9110 13.2.2: If-None-Match wins over
+// If-Modified-Since).
+func notModified(r *http.Request, etag string, modified time.Time) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" {
+		for _, t := range strings.Split(inm, ",") {
+			t = strings.TrimPrefix(strings.TrimSpace(t), "W/")
+			if t == "*" || t == etag {
+				return true
+			}
+		}
+		return false
+	}
+	ims := r.Header.Get("If-Modified-Since")
+	if ims == "" || modified.IsZero() {
+		return false
+	}
+	t, err := http.ParseTime(ims)
+	return err == nil && !modified.Truncate(time.Second).After(t)
+}
+
+func writeNotModified(w http.ResponseWriter, modified time.Time) {
+	h := w.Header()
+	h.Del("Content-Type")
+	h.Del("Content-Length")
+	if !modified.IsZero() {
+		h.Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusNotModified)
+}
+
+// counter is the metric a response's bytes are added to.
+type counter interface{ Add(float64) }
+
+// serveCached serves a complete cache entry: Range, HEAD and conditionals
+// by http.ServeContent, sendfile through the *os.File.
+func serveCached(w http.ResponseWriter, r *http.Request, obj *cache.Object, modified time.Time, c counter) {
+	cw := &countingWriter{ResponseWriter: w}
+	defer func() { c.Add(float64(cw.n)) }()
+	// Each Get opens its own file, so its offset is this request's alone.
+	http.ServeContent(cw, r, "", modified, obj.File())
+}
+
+// serveStream serves a fill in progress. Headers go out at once; each chunk
+// is flushed to the client as soon as it arrived from upstream. A fill that
+// fails after the headers went out breaks the connection.
+func serveStream(w http.ResponseWriter, r *http.Request, s *cache.Stream, size int64, modified time.Time, c counter) {
+	cw := &countingWriter{ResponseWriter: w, flush: true}
+	defer func() { c.Add(float64(cw.n)) }()
+	if size < 0 {
+		// Unknown length (a chunked upstream): no Range, just the bytes.
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		if !modified.IsZero() {
+			w.Header().Set("Last-Modified", modified.UTC().Format(http.TimeFormat))
+		}
+		w.Header().Del("Accept-Ranges")
+		w.WriteHeader(http.StatusOK)
+		ss := &streamSeeker{s: s, size: -1}
+		if _, err := io.Copy(cw, ss); err != nil || ss.failed() != nil {
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	ss := &streamSeeker{s: s, size: size}
+	http.ServeContent(cw, r, "", modified, ss)
+	if ss.failed() != nil {
+		panic(http.ErrAbortHandler) // never a short 200
+	}
+}
+
+// streamSeeker is an io.ReadSeeker over a cache.Stream of known size, for
+// http.ServeContent: a Read waits until bytes at the offset have arrived.
+// With a nil stream it only answers the size (HEAD).
+type streamSeeker struct {
+	s    *cache.Stream
+	size int64
+	off  int64
+
+	mu  sync.Mutex // guards err (ServeContent reads multipart ranges on a goroutine)
+	err error
+}
+
+func (ss *streamSeeker) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += ss.off
+	case io.SeekEnd:
+		offset += ss.size
+	}
+	if offset < 0 {
+		return 0, errors.New("seek before start")
+	}
+	ss.off = offset
+	return offset, nil
+}
+
+func (ss *streamSeeker) Read(p []byte) (int, error) {
+	if ss.size >= 0 {
+		if ss.off >= ss.size {
+			return 0, io.EOF
+		}
+		p = p[:min(int64(len(p)), ss.size-ss.off)]
+	}
+	if ss.s == nil {
+		return 0, errors.New("no stream")
+	}
+	// Reader returns as soon as any bytes are there: the client sees them
+	// while the rest is still arriving.
+	n, err := ss.s.Reader(ss.off).Read(p)
+	ss.off += int64(n)
+	if err == io.EOF && (ss.size < 0 || ss.off == ss.size) {
+		if n > 0 {
+			return n, nil
+		}
+		return 0, io.EOF
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	if err != nil {
+		ss.mu.Lock()
+		ss.err = err
+		ss.mu.Unlock()
+		if n > 0 {
+			return n, nil // hand out what arrived; the error comes with the next read
+		}
+	}
+	return n, err
+}
+
+func (ss *streamSeeker) failed() error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.err
+}
+
+// countingWriter counts the body bytes written, and with flush set pushes
+// each write to the client at once (a fill in progress). It keeps
+// io.ReaderFrom so that cached files still go out by sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	n     int64
+	flush bool
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.ResponseWriter.Write(p)
+	cw.n += int64(n)
+	if cw.flush && err == nil {
+		err = http.NewResponseController(cw.ResponseWriter).Flush()
+	}
+	return n, err
+}
+
+func (cw *countingWriter) ReadFrom(r io.Reader) (int64, error) {
+	if cw.flush {
+		return io.CopyBuffer(writerOnly{cw}, r, make([]byte, 32<<10))
+	}
+	n, err := io.Copy(cw.ResponseWriter, r)
+	cw.n += n
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer.
+func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
+
+type writerOnly struct{ io.Writer }
