@@ -87,9 +87,6 @@ func (r *Root) Commit(ctx context.Context, c Commit, v *sign.Verifier, now time.
 		return err
 	}
 	entry := setid.Entry{Set: set, ID: id, Manifest: digest.Sum(c.ManifestData)}
-	if !bytes.Equal(c.SetsData, onDisk.With(entry).Bytes()) {
-		return fmt.Errorf("%w: the offered SETS is not the current SETS with %s %s", ErrSetsChanged, set, id)
-	}
 	// done: a previous run of this very Commit wrote SETS; only its
 	// signature, `current` or nothing may be left to do.
 	done := announced == entry
@@ -108,6 +105,9 @@ func (r *Root) Commit(ctx context.Context, c Commit, v *sign.Verifier, now time.
 		if m.Previous != announced.ID {
 			return fmt.Errorf("%w: manifest's previous is %q, the live set is %q", ErrConflict, m.Previous, announced.ID)
 		}
+	}
+	if !bytes.Equal(c.SetsData, onDisk.With(entry).Bytes()) {
+		return fmt.Errorf("%w: the offered SETS is not the current SETS with %s %s", ErrSetsChanged, set, id)
 	}
 	if err := faultHook("commit-verified"); err != nil {
 		return err
