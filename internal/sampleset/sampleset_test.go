@@ -57,6 +57,15 @@ func TestTreeFilesSumExactly(t *testing.T) {
 	}
 }
 
+func TestTreeEqualSizes(t *testing.T) {
+	t.Parallel()
+	for _, f := range TreeFiles(TreeConfig{Files: 100, TotalBytes: 100 * 4096, EqualSizes: true, Dir: "small"}) {
+		if f.Size != 4096 || !strings.HasPrefix(f.Path, "small/") {
+			t.Errorf("EqualSizes file %+v, want 4096 bytes under small/", f)
+		}
+	}
+}
+
 func TestTreeDefaultSizesLookLikePackages(t *testing.T) {
 	t.Parallel()
 	files := TreeFiles(TreeConfig{Seed: 7})

@@ -25,6 +25,9 @@ type TreeConfig struct {
 	Workers int
 	// BufferBytes is the write buffer of each worker. If zero, 1 MiB.
 	BufferBytes int
+	// EqualSizes gives every file the same size (TotalBytes / Files, the
+	// remainder spread one byte at a time) instead of log-normal sizes.
+	EqualSizes bool
 }
 
 func (c TreeConfig) withDefaults() TreeConfig {
@@ -58,7 +61,11 @@ type TreeFile struct {
 // 99th percentile about 1 MiB, like a FreeBSD package set.
 func TreeFiles(cfg TreeConfig) []TreeFile {
 	cfg = cfg.withDefaults()
-	sizes := spread(newPCG(cfg.Seed, purposeSizes), cfg.Files, cfg.TotalBytes, 1.5, 0, 0)
+	sigma := 1.5
+	if cfg.EqualSizes {
+		sigma = 0
+	}
+	sizes := spread(newPCG(cfg.Seed, purposeSizes), cfg.Files, cfg.TotalBytes, sigma, 0, 0)
 	files := make([]TreeFile, cfg.Files)
 	for i, s := range sizes {
 		files[i] = TreeFile{Path: fmt.Sprintf("%s/pkg%06d-1.0.pkg", cfg.Dir, i), Size: s}

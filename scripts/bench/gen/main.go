@@ -3,7 +3,7 @@
 // the way a rebuild does.
 //
 //	gen repo   -dir D [-seed S] [-packages N] [-bytes SIZE] [-hashed]
-//	gen tree   -dir D [-seed S] [-files N] [-bytes SIZE]
+//	gen tree   -dir D [-seed S] [-files N] [-bytes SIZE] [-subdir All] [-equal]
 //	gen mutate -dir D [-seed S] [-fraction F]
 //	gen bump   -dir D [-seed S] [-count N]
 //
@@ -85,6 +85,8 @@ func run(ctx context.Context, args []string) error {
 	packages := fs.Int("packages", 0, "repo: number of packages (default 200)")
 	hashed := fs.Bool("hashed", false, "repo: also write All/Hashed/<name>-<ver>~<hash>.pkg")
 	files := fs.Int("files", 0, "tree: number of files (default 30000)")
+	subdir := fs.String("subdir", "", "tree: directory under -dir for the files (default All)")
+	equal := fs.Bool("equal", false, "tree: give every file the same size")
 	fraction := fs.Float64("fraction", 0.05, "mutate: fraction of files to change")
 	count := fs.Int("count", 5, "bump: number of packages to move to a new version")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -105,7 +107,7 @@ func run(ctx context.Context, args []string) error {
 			out.Paths = append(out.Paths, p.RepoPath)
 		}
 	case "tree":
-		st, err := sampleset.Tree(ctx, *dir, sampleset.TreeConfig{Seed: *seed, Files: *files, TotalBytes: int64(bytes)})
+		st, err := sampleset.Tree(ctx, *dir, sampleset.TreeConfig{Seed: *seed, Files: *files, TotalBytes: int64(bytes), Dir: *subdir, EqualSizes: *equal})
 		if err != nil {
 			return err
 		}
