@@ -1,7 +1,6 @@
 package setid
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -37,8 +36,10 @@ type Sets []Entry
 // ErrBadSets is wrapped by ParseSets' errors.
 var ErrBadSets = errors.New("malformed SETS file")
 
-// ParseSets parses a SETS file. It rejects duplicates, unsorted lines,
-// invalid names and IDs, and files over MaxSetsBytes.
+// ParseSets parses a SETS file. It accepts only the canonical bytes (those
+// Bytes writes: "\n" line ends, single spaces, the last line ended) and
+// rejects duplicates, unsorted lines, invalid names, IDs and digests, and
+// files over MaxSetsBytes.
 func ParseSets(r io.Reader) (Sets, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxSetsBytes+1))
 	if err != nil {
@@ -47,14 +48,20 @@ func ParseSets(r io.Reader) (Sets, error) {
 	if len(data) > MaxSetsBytes {
 		return nil, fmt.Errorf("%w: over %d bytes", ErrBadSets, MaxSetsBytes)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), MaxSetsBytes)
-	if !sc.Scan() || sc.Text() != setsHeader {
+	// Lines are split by hand, not by bufio.Scanner, which would also accept
+	// "\r\n" and a last line without "\n": only the canonical bytes parse.
+	rest, ok := bytes.CutPrefix(data, []byte(setsHeader+"\n"))
+	if !ok {
 		return nil, fmt.Errorf("%w: first line is not %q", ErrBadSets, setsHeader)
 	}
 	var s Sets
-	for line := 2; sc.Scan(); line++ {
-		f := strings.Split(sc.Text(), " ")
+	for line := 2; len(rest) > 0; line++ {
+		text, after, ok := bytes.Cut(rest, []byte{'\n'})
+		if !ok {
+			return nil, fmt.Errorf("%w: line %d: no final newline", ErrBadSets, line)
+		}
+		rest = after
+		f := strings.Split(string(text), " ")
 		if len(f) != 3 {
 			return nil, fmt.Errorf("%w: line %d: want 3 fields", ErrBadSets, line)
 		}
@@ -74,13 +81,12 @@ func ParseSets(r io.Reader) (Sets, error) {
 		}
 		s = append(s, Entry{Set: f[0], ID: id, Manifest: sum})
 	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrBadSets, err)
-	}
 	return s, nil
 }
 
-// Bytes returns the canonical encoding of s (entries sorted by name).
+// Bytes returns the canonical encoding of s (entries sorted by name). Only a
+// Sets whose names pass ValidateName, whose IDs are not zero and whose sets
+// are unique encodes to bytes that ParseSets accepts.
 func (s Sets) Bytes() []byte {
 	sorted := slices.Clone(s)
 	slices.SortFunc(sorted, func(a, b Entry) int { return strings.Compare(a.Set, b.Set) })
@@ -92,7 +98,7 @@ func (s Sets) Bytes() []byte {
 	return b.Bytes()
 }
 
-// Lookup returns the entry of set name.
+// Lookup returns the entry of set name, and whether there is one.
 func (s Sets) Lookup(name string) (Entry, bool) {
 	for _, e := range s {
 		if e.Set == name {
