@@ -52,10 +52,35 @@ func (e *RemoteError) Error() string {
 	if msg == "" {
 		msg = http.StatusText(e.Status)
 	}
+	s := fmt.Sprintf("master: %s: %d: %s", e.Op, e.Status, msg)
 	if e.Code != "" {
-		return fmt.Sprintf("master: %s: %d %s: %s", e.Op, e.Status, e.Code, msg)
+		s = fmt.Sprintf("master: %s: %d %s: %s", e.Op, e.Status, e.Code, msg)
 	}
-	return fmt.Sprintf("master: %s: %d: %s", e.Op, e.Status, msg)
+	if h := e.hint(); h != "" {
+		s += " (" + h + ")"
+	}
+	return s
+}
+
+// hint says what an operator can do about e.
+func (e *RemoteError) hint() string {
+	switch {
+	case e.Status == http.StatusUnauthorized:
+		return "the master refused the token: check --token-file against pkgserve --publish-token-file"
+	case e.Status == http.StatusForbidden:
+		return "the master does not trust this signing key: add its .pub to pkgserve --trusted-key"
+	case e.Code == "conflict":
+		return "another publisher committed this set meanwhile: rerun to publish on top of it"
+	case e.Code == "rollback":
+		return "the master holds a newer set ID: check this host's clock"
+	case e.Code == "expired":
+		return "check this host's clock and --valid"
+	case e.Status == http.StatusInsufficientStorage:
+		return "the master's disk is full"
+	case e.Status == http.StatusRequestEntityTooLarge:
+		return "raise pkgserve --max-object-size"
+	}
+	return ""
 }
 
 // Is maps the status and code to this package's sentinels and to
