@@ -23,7 +23,8 @@ var ErrInvalid = errors.New("invalid path")
 // Validate checks that p is a clean, relative, slash-separated path that
 // cannot leave the directory it is joined to: not empty, at most MaxLen bytes,
 // valid UTF-8 without control characters or backslashes, no empty, "." or ".."
-// segment, not absolute, and not under Reserved.
+// segment, not absolute, and not under Reserved (in any letter case). Spaces,
+// "~", "$" and other printable characters are allowed: package names use them.
 func Validate(p string) error {
 	if p == "" {
 		return fmt.Errorf("%w: empty", ErrInvalid)
@@ -48,7 +49,8 @@ func Validate(p string) error {
 			return fmt.Errorf("%w %q: empty segment", ErrInvalid, p)
 		case seg == "." || seg == "..":
 			return fmt.Errorf("%w %q: %q segment", ErrInvalid, p, seg)
-		case i == 0 && seg == Reserved:
+		case i == 0 && strings.EqualFold(seg, Reserved):
+			// Any case: on a case-insensitive file system ".PKGCDN" is ".pkgcdn".
 			return fmt.Errorf("%w %q: %s is reserved", ErrInvalid, p, Reserved)
 		}
 	}
