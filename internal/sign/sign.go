@@ -34,7 +34,9 @@ type Signer struct {
 }
 
 // GenerateKey writes a new unencrypted key pair: prefix.key (mode 0600, so
-// cron can use it unattended) and prefix.pub. It refuses to overwrite either.
+// cron can use it unattended) and prefix.pub (mode 0644), both in the format
+// of the stock minisign tool, and returns the public key's base64 text. It
+// refuses to overwrite either file.
 func GenerateKey(prefix string) (pub string, err error) {
 	pk, sk, err := minisign.GenerateKey(rand.Reader)
 	if err != nil {
@@ -44,26 +46,27 @@ func GenerateKey(prefix string) (pub string, err error) {
 	if err != nil {
 		return "", err
 	}
-	pkText, err := pk.MarshalText()
-	if err != nil {
-		return "", err
-	}
 	for _, p := range []string{prefix + ".key", prefix + ".pub"} {
 		if _, err := os.Lstat(p); err == nil {
 			return "", fmt.Errorf("%s exists; refusing to overwrite a key", p)
 		}
 	}
-	pubFile := fmt.Sprintf("untrusted comment: pkgcdn public key %X\n%s\n", pk.ID(), pkText)
+	// pk.MarshalText carries its own comment line; a second one would make
+	// the file unreadable by minisign (and by NewVerifier), so build it here.
+	pubFile := fmt.Sprintf("untrusted comment: minisign public key %016X\n%s\n", pk.ID(), pk.String())
 	if err := atomicfile.WriteFile(prefix+".key", append(skText, '\n'), 0o600); err != nil {
 		return "", err
 	}
 	if err := atomicfile.WriteFile(prefix+".pub", []byte(pubFile), 0o644); err != nil {
-		return "", err
+		// A private key without its public half is useless and would make a
+		// rerun refuse to overwrite it.
+		return "", errors.Join(err, os.Remove(prefix+".key"))
 	}
 	return pk.String(), nil
 }
 
-// LoadSigner reads an unencrypted minisign private key file.
+// LoadSigner reads an unencrypted minisign private key file (as written by
+// GenerateKey or `minisign -G -W`). An encrypted key is refused.
 func LoadSigner(path string) (*Signer, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -77,7 +80,7 @@ func LoadSigner(path string) (*Signer, error) {
 }
 
 // KeyID returns the signing key's ID as minisign prints it.
-func (s *Signer) KeyID() string { return fmt.Sprintf("%X", s.key.ID()) }
+func (s *Signer) KeyID() string { return fmt.Sprintf("%016X", s.key.ID()) }
 
 // Public returns the public key's base64 text (the second line of a .pub file).
 func (s *Signer) Public() string {
@@ -85,15 +88,19 @@ func (s *Signer) Public() string {
 	return pk.String()
 }
 
-// Sign returns the .minisig file for msg with the given trusted comment
-// (one line, no newline).
+// Sign returns the .minisig file for msg with the given trusted comment. The
+// comment is one line: CR and LF are replaced by spaces, since a .minisig
+// file cannot carry them (minisign strips a trailing CR, which would break
+// the comment's signature).
 func (s *Signer) Sign(msg []byte, trustedComment string) []byte {
 	// The prehashed (BLAKE2b) form is what `minisign -S` makes by default.
 	r := minisign.NewReader(bytes.NewReader(msg))
 	_, _ = io.Copy(io.Discard, r) // reading a bytes.Reader cannot fail
 	untrusted := "signature from pkgcdn key " + s.KeyID()
-	return r.SignWithComments(s.key, strings.ReplaceAll(trustedComment, "\n", " "), untrusted)
+	return r.SignWithComments(s.key, oneLine.Replace(trustedComment), untrusted)
 }
+
+var oneLine = strings.NewReplacer("\r", " ", "\n", " ")
 
 // Verifier checks signatures against a fixed set of trusted public keys.
 // It is safe for concurrent use.
@@ -101,25 +108,55 @@ type Verifier struct {
 	keys map[uint64]minisign.PublicKey
 }
 
-// NewVerifier returns a Verifier trusting the public keys in the given files
-// (minisign .pub format) or given directly as their base64 text.
+// NewVerifier returns a Verifier trusting the given public keys. Each is the
+// base64 text of a key (as `minisign -P` takes it, surrounding white space
+// ignored), the text of a .pub file, or the name of a .pub file (with or
+// without its "untrusted comment:" line).
 func NewVerifier(keys ...string) (*Verifier, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("no trusted public key configured")
 	}
 	v := &Verifier{keys: make(map[uint64]minisign.PublicKey)}
 	for _, k := range keys {
-		var pk minisign.PublicKey
-		if err := pk.UnmarshalText([]byte(k)); err != nil {
-			var ferr error
-			pk, ferr = minisign.PublicKeyFromFile(k)
+		pk, err := parsePublicKey([]byte(k))
+		if err != nil {
+			b, ferr := os.ReadFile(k)
 			if ferr != nil {
-				return nil, fmt.Errorf("trusted key %s: %w", k, ferr)
+				return nil, fmt.Errorf("trusted key %q: neither a public key (%v) nor a readable file: %w", k, err, ferr)
+			}
+			if pk, err = parsePublicKey(b); err != nil {
+				return nil, fmt.Errorf("trusted key file %s: %w", k, err)
 			}
 		}
 		v.keys[pk.ID()] = pk
 	}
 	return v, nil
+}
+
+// maxPublicKeyBytes bounds a public key's text: a comment line and 56 base64 bytes.
+const maxPublicKeyBytes = 4096
+
+// parsePublicKey reads a key's base64 text, optionally preceded by an
+// "untrusted comment:" line and followed by more lines (minisign ignores
+// them too); white space around each line does not matter.
+func parsePublicKey(b []byte) (minisign.PublicKey, error) {
+	var pk minisign.PublicKey
+	if len(b) > maxPublicKeyBytes {
+		return pk, errors.New("public key too long")
+	}
+	text := strings.TrimSpace(string(b))
+	first, rest, _ := strings.Cut(text, "\n")
+	if strings.HasPrefix(first, "untrusted comment:") {
+		first, _, _ = strings.Cut(strings.TrimSpace(rest), "\n")
+	}
+	first = strings.TrimSpace(first)
+	if first == "" {
+		return pk, errors.New("no public key")
+	}
+	if err := pk.UnmarshalText([]byte(first)); err != nil {
+		return pk, err
+	}
+	return pk, nil
 }
 
 // Verify checks sig (a .minisig file) over msg and returns its trusted comment.
