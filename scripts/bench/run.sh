@@ -1,0 +1,752 @@
+#!/usr/bin/env bash
+# scripts/bench/run.sh — `make bench`: pkgcdn against the tools mirrors use
+# today, side by side, in one run, on loopback:
+#
+#   publish      pkgpublish (local --root and remote --master) vs rsync into
+#                an rsync daemon: first publish, 5% changed, unchanged
+#   serving      pkgserve (master) vs nginx static on the same directory:
+#                4 KiB files (req/s, 64 conns), one big file (MB/s, 8 conns)
+#   edge         pkgserve --edge vs nginx proxy_cache (proxy_cache_lock on),
+#                same origin: (a) cached 4 KiB, (b) cached big file,
+#                (c) 50-client herd on an uncached big file from a throttled
+#                origin, (d) distinct uncached 64 KiB files; peak RSS
+#   propagation  publish → edge serving the new set, long-poll and push
+#
+# The table goes to .bench/results.md (and stdout). A scenario whose pkgcdn
+# side is not built reports "n/a (not built)"; one that fails reports
+# "failed" and its log; neither stops the run.
+#
+# Knobs (environment):
+#   BENCH_QUICK=1     a ~2 minute smoke run with small sizes
+#   BENCH_FILES       synthetic tree files       (default 30000; quick 2000)
+#   BENCH_BYTES       synthetic tree bytes        (default 3GiB;  quick 200MiB)
+#   BENCH_BIG         big file size               (default 256MiB; quick 64MiB)
+#   BENCH_SMALL       4 KiB files for req/s runs  (default 1000; quick 200)
+#   BENCH_DISTINCT    64 KiB files for (d)        (default 2000; quick 300)
+#   BENCH_DURATION    each timed load run         (default 10s; quick 3s)
+#   BENCH_HERD        herd clients                (default 50)
+#   BENCH_ROUNDS      propagation rounds          (default 3)
+#   BENCH_DIR         output directory            (default .bench)
+#   BENCH_KEEP=1      keep the work directory (trees, roots, logs)
+#   BENCH_ONLY        space-separated sections to run (publish serving edge propagation)
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+REPO=$PWD
+OUT=${BENCH_DIR:-$REPO/.bench}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+WORK=$OUT/work
+BIN=$OUT/bin
+LOGS=$OUT/logs
+ROWS=$OUT/rows.md
+NOTES=$OUT/notes.md
+PIDFILE=$OUT/pids
+
+if [[ ${BENCH_QUICK:-0} == 1 ]]; then
+	FILES=${BENCH_FILES:-2000} BYTES=${BENCH_BYTES:-200MiB} BIG=${BENCH_BIG:-64MiB}
+	SMALL=${BENCH_SMALL:-200} DISTINCT=${BENCH_DISTINCT:-300} DURATION=${BENCH_DURATION:-3s}
+	MODE="quick (BENCH_QUICK=1)"
+else
+	FILES=${BENCH_FILES:-30000} BYTES=${BENCH_BYTES:-3GiB} BIG=${BENCH_BIG:-256MiB}
+	SMALL=${BENCH_SMALL:-1000} DISTINCT=${BENCH_DISTINCT:-2000} DURATION=${BENCH_DURATION:-10s}
+	MODE="full"
+fi
+HERD=${BENCH_HERD:-50}
+ROUNDS=${BENCH_ROUNDS:-3}
+ONLY=${BENCH_ONLY:-publish serving edge propagation}
+SET_LATEST="FreeBSD:14:amd64/latest"
+SET_SERVE="FreeBSD:14:amd64/serve"
+SET_DEMO="FreeBSD:14:amd64/quarterly"
+SLOW_RATE=200MB
+SLOW_LATENCY=50ms
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------- processes
+# Every background process is recorded in PIDFILE (for the global trap) and
+# in SCEN_PIDS (for the trap of the scenario subshell that started it).
+SCEN_PIDS=()
+: >"$PIDFILE"
+
+# spawn NAME CMD...: start CMD in the background, logging to LOGS/NAME.log;
+# its pid is left in SPAWNED.
+spawn() {
+	local name=$1
+	shift
+	"$@" >>"$LOGS/$name.log" 2>&1 &
+	SPAWNED=$!
+	SCEN_PIDS+=("$SPAWNED")
+	echo "$SPAWNED" >>"$PIDFILE"
+}
+
+# stop PID: SIGTERM, then SIGKILL after 10 s.
+stop() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+stop_scenario() {
+	local pid
+	for pid in "${SCEN_PIDS[@]}"; do stop "$pid"; done
+	SCEN_PIDS=()
+}
+
+cleanup() {
+	local rc=$? pid
+	trap - EXIT INT TERM
+	if [[ -s $PIDFILE ]]; then
+		while read -r pid; do
+			kill -TERM "$pid" 2>/dev/null || true
+		done <"$PIDFILE"
+		sleep 0.5
+		while read -r pid; do
+			kill -KILL "$pid" 2>/dev/null || true
+		done <"$PIDFILE"
+	fi
+	write_results || true
+	if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# wait_url URL [SECONDS] [STATUS]: until URL answers STATUS (default: any).
+wait_url() {
+	local url=$1 secs=${2:-30} want=${3:-} code i
+	for ((i = 0; i < secs * 20; i++)); do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+		if [[ $code != 000 && (-z $want || $code == "$want") ]]; then return 0; fi
+		sleep 0.05
+	done
+	log "timed out waiting for $url (last status $code)"
+	return 1
+}
+
+# ports N: N free loopback ports, space-separated.
+ports() { "$BIN/loadgen" ports "$1" | paste -sd' '; }
+
+# vmhwm PID: peak resident set of PID in KiB.
+vmhwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# nginx_hwm MASTER: sum of the peak RSS of nginx's worker processes, KiB.
+nginx_hwm() {
+	local sum=0 pid
+	for pid in $(ps --ppid "$1" -o pid= 2>/dev/null); do
+		if grep -q 'worker process' "/proc/$pid/cmdline" 2>/dev/null; then
+			sum=$((sum + $(vmhwm "$pid")))
+		fi
+	done
+	echo "$sum"
+}
+
+# --------------------------------------------------------------- arithmetic
+calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
+now() { date +%s.%N; }
+since() { calc "$(now) - $1" 3; }
+# ratio A B: A/B with two decimals and "×", or "—" when either is missing.
+ratio() {
+	if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !($2 > 0) }"; then
+		echo "$(calc "$1 / $2")×"
+	else
+		echo "—"
+	fi
+}
+mib() { calc "$1 / 1024" 1; }                       # KiB → MiB
+ms() { calc "$1 / 1000000" 1; }                      # ns → ms
+
+# row SECTION SCENARIO PKGCDN REFERENCE RATIO GOAL
+row() { printf '| %s | %s | %s | %s | %s | %s |\n' "$@" >>"$ROWS"; }
+note() { printf -- '- %s\n' "$*" >>"$NOTES"; }
+
+write_results() {
+	[[ -f $ROWS ]] || return 0
+	local cpu
+	cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || uname -m)
+	{
+		echo "# pkgcdn benchmarks"
+		echo
+		echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+		echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+		echo "- commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown); run: $MODE; everything on 127.0.0.1"
+		echo "- tools: $(nginx -v 2>&1 | sed 's/.*: //'), $(rsync --version | head -1 | awk '{print $1 " " $3}'), $(go version | awk '{print $3}')"
+		echo
+		echo "Ratio: how many times better pkgcdn does (> 1 = pkgcdn wins): reference time / pkgcdn time"
+		echo "for times (lower is better), pkgcdn / reference for rates (higher is better)."
+		echo
+		echo "| section | scenario | pkgcdn | reference | ratio | goal |"
+		echo "|---|---|---|---|---|---|"
+		cat "$ROWS"
+		if [[ -s $NOTES ]]; then
+			echo
+			echo "Notes:"
+			echo
+			cat "$NOTES"
+		fi
+	} >"$OUT/results.md"
+	echo
+	cat "$OUT/results.md"
+}
+
+# scenario NAME FUNC: run FUNC in a subshell under set -e; its processes
+# are stopped when it ends; a failure is reported as a row, not fatal.
+scenario() {
+	local name=$1 fn=$2 rc
+	log "=== $name"
+	set +e
+	(
+		set -e
+		SCEN_PIDS=()
+		trap stop_scenario EXIT
+		"$fn"
+	)
+	rc=$?
+	set -e
+	if [[ $rc != 0 ]]; then
+		log "$name failed (exit $rc); logs in $LOGS"
+		row "$name" "scenario failed (exit $rc)" "see $LOGS" "" "—" ""
+	fi
+}
+
+# ---------------------------------------------------------------- set-up
+install_tools() {
+	local missing=() t
+	for t in nginx rsync jq curl; do
+		command -v "$t" >/dev/null 2>&1 || [[ -x /usr/sbin/$t ]] || missing+=("$t")
+	done
+	if ((${#missing[@]})); then
+		log "installing ${missing[*]}"
+		local sudo=""
+		[[ $EUID == 0 ]] || sudo=sudo
+		$sudo apt-get update -qq && $sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+			log "could not install ${missing[*]}: their scenarios will fail"
+	fi
+	export PATH=$PATH:/usr/sbin:/sbin
+}
+
+HAVE_PUBLISH=0 HAVE_SERVE=0 HAVE_EDGE=0 HAVE_REMOTE=0 HAVE_NOTIFY=0 HAVE_LONGPOLL_FLAG=0
+build() {
+	mkdir -p "$BIN"
+	log "building the bench tools"
+	go build -o "$BIN/" ./scripts/bench/gen ./scripts/bench/loadgen ./scripts/bench/slowstatic
+	if go build -o "$BIN/pkgpublish" ./cmd/pkgpublish >>"$LOGS/build.log" 2>&1 &&
+		"$BIN/pkgpublish" publish --help >/dev/null 2>&1; then
+		HAVE_PUBLISH=1
+		if "$BIN/pkgpublish" publish --help 2>&1 | grep -q -- '--master'; then HAVE_REMOTE=1; fi
+	fi
+	if go build -o "$BIN/pkgserve" ./cmd/pkgserve >>"$LOGS/build.log" 2>&1 && "$BIN/pkgserve" --help >/dev/null 2>&1; then
+		local help
+		help=$("$BIN/pkgserve" --help 2>&1)
+		if grep -q -- '--root' <<<"$help"; then HAVE_SERVE=1; fi
+		if grep -q -- '--edge' <<<"$help"; then HAVE_EDGE=1; fi
+		if grep -q -- '--notify' <<<"$help"; then HAVE_NOTIFY=1; fi
+		if grep -q -- '--long-poll' <<<"$help"; then HAVE_LONGPOLL_FLAG=1; fi
+	fi
+	# Remote publish needs a master to publish to.
+	((HAVE_SERVE)) || HAVE_REMOTE=0
+	log "built: pkgpublish=$HAVE_PUBLISH (remote $HAVE_REMOTE) pkgserve master=$HAVE_SERVE edge=$HAVE_EDGE notify=$HAVE_NOTIFY"
+	note "built: pkgpublish $( ((HAVE_PUBLISH)) && echo yes || echo no) (remote publish $( ((HAVE_REMOTE)) && echo yes || echo no)), pkgserve master $( ((HAVE_SERVE)) && echo yes || echo no), edge $( ((HAVE_EDGE)) && echo yes || echo no)"
+}
+
+KEY=$WORK/key/bench
+TOKEN=$WORK/token
+keys() {
+	mkdir -p "$WORK/key"
+	head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TOKEN"
+	if ((HAVE_PUBLISH)); then
+		"$BIN/pkgpublish" keygen --out "$KEY" >>"$LOGS/keygen.log" 2>&1 || { log "keygen failed"; HAVE_PUBLISH=0 HAVE_REMOTE=0; }
+	fi
+}
+
+# master NAME ROOT PORT ADMINPORT [EXTRA...]: start a master; SPAWNED.
+master() {
+	local name=$1 root=$2 port=$3 admin=$4
+	shift 4
+	mkdir -p "$root"
+	local args=(--root "$root" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin")
+	if ((HAVE_REMOTE)); then args+=(--publish-token-file "$TOKEN" --trusted-key "$KEY.pub"); fi
+	spawn "$name" "$BIN/pkgserve" "${args[@]}" "$@"
+	wait_url "http://127.0.0.1:$port/.pkgcdn/sets" 30
+}
+
+# edge NAME UPSTREAM PORT ADMINPORT [EXTRA...]: start an edge with a fresh
+# cache; manifest-aware when the upstream is a master (TRUSTED=1).
+edge() {
+	local name=$1 upstream=$2 port=$3 admin=$4
+	shift 4
+	local cache=$WORK/cache-$name
+	rm -rf "$cache"
+	mkdir -p "$cache"
+	spawn "$name" "$BIN/pkgserve" --edge --upstream "$upstream" --cache-dir "$cache" --cache-size 16GiB \
+		--listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@"
+}
+
+# nginx_start NAME PORT static ROOT | proxy UPSTREAMPORT: SPAWNED.
+nginx_start() {
+	local name=$1 port=$2 kind=$3 target=$4
+	local dir=$WORK/nginx-$name
+	rm -rf "$dir"
+	mkdir -p "$dir/cache" "$dir/tmp"
+	local user="" body
+	[[ $EUID == 0 ]] && user="user root root;"
+	if [[ $kind == static ]]; then
+		body="location / { root $target; }"
+	else
+		body="location / {
+			proxy_pass http://origin;
+			proxy_http_version 1.1;
+			proxy_set_header Connection \"\";
+			proxy_cache c;
+			proxy_cache_key \$uri;
+			proxy_cache_lock on;
+			proxy_cache_valid 200 1h;
+			proxy_buffering on;
+		}"
+	fi
+	cat >"$dir/nginx.conf" <<EOF
+$user
+daemon off;
+master_process on;
+worker_processes auto;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+	default_type application/octet-stream;
+	access_log off;
+	sendfile on;
+	tcp_nopush off;
+	keepalive_requests 1000000;
+	client_body_temp_path $dir/tmp/body;
+	proxy_temp_path $dir/tmp/proxy;
+	fastcgi_temp_path $dir/tmp/fastcgi;
+	uwsgi_temp_path $dir/tmp/uwsgi;
+	scgi_temp_path $dir/tmp/scgi;
+	proxy_cache_path $dir/cache levels=1:2 keys_zone=c:64m max_size=16g inactive=1d use_temp_path=off;
+	upstream origin { server 127.0.0.1:$target; keepalive 64; }
+	server {
+		listen 127.0.0.1:$port;
+		$body
+	}
+}
+EOF
+	if [[ $kind == static ]]; then sed -i '/upstream origin/d' "$dir/nginx.conf"; fi
+	spawn "$name" nginx -p "$dir" -c "$dir/nginx.conf"
+	wait_url "http://127.0.0.1:$port/" 20
+}
+
+# gen ARGS...: the sample-set generator; prints its JSON.
+gen() { "$BIN/gen" "$@"; }
+
+# publish_local ROOT SET SRC: pkgpublish publish --root; prints the set ID.
+publish_local() {
+	"$BIN/pkgpublish" publish --root "$1" --set "$2" --key "$KEY.key" "$3" 2>>"$LOGS/publish.log" | tail -1
+}
+# publish_remote URL SET SRC: pkgpublish publish --master; prints the set ID.
+publish_remote() {
+	"$BIN/pkgpublish" publish --master "$1" --token-file "$TOKEN" --set "$2" --key "$KEY.key" "$3" 2>>"$LOGS/publish.log" | tail -1
+}
+
+# timeit CMD...: run CMD (output to LOGS/timed.log), print its seconds,
+# or "failed" (and return 0: the other side of the comparison still runs).
+timeit() {
+	local t0
+	t0=$(now)
+	if "$@" >>"$LOGS/timed.log" 2>&1; then
+		since "$t0"
+	else
+		log "failed: $*"
+		echo failed
+	fi
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# ---------------------------------------------------------------- publish
+bench_publish() {
+	local tree=$WORK/tree dest=$WORK/rsync-dest
+	log "generating the synthetic tree: $FILES files, $BYTES"
+	local t0 st
+	t0=$(now)
+	st=$(gen tree -dir "$tree" -files "$FILES" -bytes "$BYTES" -seed 1)
+	local nfiles nbytes
+	nfiles=$(jq -r .files <<<"$st")
+	nbytes=$(jq -r .bytes <<<"$st")
+	log "generated in $(since "$t0") s"
+	local what="$nfiles files, $(calc "$nbytes / 1073741824") GiB"
+
+	# rsync daemon on loopback.
+	local rport
+	rport=$(ports 1)
+	mkdir -p "$dest" "$WORK/rsyncd"
+	cat >"$WORK/rsyncd/rsyncd.conf" <<EOF
+use chroot = no
+pid file = $WORK/rsyncd/rsyncd.pid
+log file = $WORK/rsyncd/rsyncd.log
+[mod]
+	path = $dest
+	read only = no
+$( [[ $EUID == 0 ]] && printf '\tuid = root\n\tgid = root\n')
+EOF
+	spawn rsyncd rsync --daemon --no-detach --config="$WORK/rsyncd/rsyncd.conf" --address=127.0.0.1 --port="$rport"
+	local i
+	for ((i = 0; i < 100; i++)); do rsync "rsync://127.0.0.1:$rport/" >/dev/null 2>&1 && break; sleep 0.1; done
+	rsync_run() { rsync -a "$tree/" "rsync://127.0.0.1:$rport/mod/"; }
+
+	local mport madmin mroot=$WORK/remote-root lroot=$WORK/local-root
+	read -r mport madmin <<<"$(ports 2)"
+	if ((HAVE_REMOTE)); then master remote-master "$mroot" "$mport" "$madmin"; fi
+	local murl=http://127.0.0.1:$mport
+
+	declare -A T
+	local phase
+	for phase in first changed unchanged; do
+		if [[ $phase == changed ]]; then
+			st=$(gen mutate -dir "$tree" -fraction 0.05 -seed 2)
+			log "mutated $(jq -r .files <<<"$st") files ($(calc "$(jq -r .bytes <<<"$st") / 1048576" 0) MiB)"
+		fi
+		T[rsync,$phase]=$(timeit rsync_run)
+		log "rsync $phase: ${T[rsync,$phase]} s"
+		if ((HAVE_PUBLISH)); then
+			T[local,$phase]=$(timeit publish_local "$lroot" "$SET_LATEST" "$tree")
+			log "pkgpublish --root $phase: ${T[local,$phase]} s"
+		fi
+		if ((HAVE_REMOTE)); then
+			T[remote,$phase]=$(timeit publish_remote "$murl" "$SET_LATEST" "$tree")
+			log "pkgpublish --master $phase: ${T[remote,$phase]} s"
+		fi
+	done
+	local label
+	for phase in first changed unchanged; do
+		case $phase in
+		first) label="first publish, $what" ;;
+		changed) label="republish, 5% of files changed" ;;
+		unchanged) label="republish, unchanged" ;;
+		esac
+		local tp=""
+		if [[ $phase == first && ${T[local,$phase]:-} =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !(${T[local,$phase]} > 0) }"; then
+			tp=" ($(calc "$nbytes / 1000000 / ${T[local,$phase]}" 0) MB/s)"
+		fi
+		if ((HAVE_PUBLISH)); then
+			row publish "$label: \`pkgpublish publish --root\`" "${T[local,$phase]} s$tp" "rsync ${T[rsync,$phase]} s" \
+				"$(ratio "${T[rsync,$phase]}" "${T[local,$phase]}")" "≥ 1.0× (time ≤ rsync)"
+		else
+			row publish "$label: \`pkgpublish publish --root\`" "n/a (not built)" "rsync ${T[rsync,$phase]} s" "—" "≥ 1.0×"
+		fi
+		if ((HAVE_REMOTE)); then
+			row publish "$label: \`pkgpublish publish --master\`" "${T[remote,$phase]} s" "rsync ${T[rsync,$phase]} s" \
+				"$(ratio "${T[rsync,$phase]}" "${T[remote,$phase]}")" "≥ 1.0×"
+		else
+			row publish "$label: \`pkgpublish publish --master\`" "n/a (not built)" "rsync ${T[rsync,$phase]} s" "—" "≥ 1.0×"
+		fi
+	done
+	rm -rf "$tree" "$dest" "$mroot" "$lroot"
+}
+
+# ---------------------------------------------------------------- sources
+# The serving set: SMALL × 4 KiB, DISTINCT × 64 KiB, one BIG file.
+SERVE_SRC=$WORK/serve-src
+SERVE_ROOT=$WORK/serve-root
+make_serve_set() {
+	[[ -d $SERVE_SRC ]] && return 0
+	log "generating the serving set: $SMALL × 4 KiB, $DISTINCT × 64 KiB, one $BIG file"
+	gen tree -dir "$SERVE_SRC" -subdir small -files "$SMALL" -bytes $((SMALL * 4096)) -equal -seed 11 >/dev/null
+	gen tree -dir "$SERVE_SRC" -subdir distinct -files "$DISTINCT" -bytes $((DISTINCT * 65536)) -equal -seed 12 >/dev/null
+	gen tree -dir "$SERVE_SRC" -subdir big -files 1 -bytes "$BIG" -seed 13 >/dev/null
+	echo 1 >"$SERVE_SRC/SETID"
+	(cd "$SERVE_SRC" && find small -type f | sort >"$WORK/small.paths" && find distinct -type f | sort >"$WORK/distinct.paths")
+	BIG_PATH=$(cd "$SERVE_SRC" && find big -type f)
+	echo "$BIG_PATH" >"$WORK/big.path"
+	if ((HAVE_PUBLISH)); then
+		publish_local "$SERVE_ROOT" "$SET_SERVE" "$SERVE_SRC" >/dev/null || { log "publishing the serving set failed"; return 1; }
+	fi
+}
+big_path() { cat "$WORK/big.path"; }
+big_size() { stat -c %s "$SERVE_SRC/$(big_path)"; }
+# The directory nginx serves: the master's live set when there is one.
+serve_dir() {
+	if ((HAVE_PUBLISH)) && [[ -e $SERVE_ROOT/sets/$SET_SERVE/current ]]; then
+		echo "$SERVE_ROOT/sets/$SET_SERVE/current"
+	else
+		echo "$SERVE_SRC"
+	fi
+}
+
+# hammer BASE PATHSFILE CONNS: loadgen hammer JSON.
+hammer() { "$BIN/loadgen" hammer -base "$1" -paths "$2" -conns "$3" -duration "$DURATION"; }
+distinct() { "$BIN/loadgen" distinct -base "$1" -paths "$2" -conns "$3"; }
+check_errors() { # JSON NAME: warn (and note) when a run had errors
+	local e
+	e=$(jq -r .errors <<<"$1")
+	if [[ $e != 0 ]]; then
+		note "$2: $e errors ($(jq -r .first_error <<<"$1"))"
+		log "$2: $e errors: $(jq -r .first_error <<<"$1")"
+	fi
+}
+
+# ---------------------------------------------------------------- serving
+bench_serving() {
+	make_serve_set
+	echo "$(big_path)" >"$WORK/big.paths"
+	local np mp madmin
+	read -r np mp madmin <<<"$(ports 3)"
+	local small_nginx big_nginx small_pkg="" big_pkg=""
+	nginx_start static "$np" static "$(serve_dir)"
+	small_nginx=$(hammer "http://127.0.0.1:$np" "$WORK/small.paths" 64)
+	check_errors "$small_nginx" "nginx 4 KiB"
+	big_nginx=$(hammer "http://127.0.0.1:$np" "$WORK/big.paths" 8)
+	check_errors "$big_nginx" "nginx big file"
+	stop_scenario
+	if ((HAVE_SERVE && HAVE_PUBLISH)); then
+		master master-serve "$SERVE_ROOT" "$mp" "$madmin"
+		local base="http://127.0.0.1:$mp/$SET_SERVE"
+		wait_url "$base/$(big_path)" 30 200
+		small_pkg=$(hammer "$base" "$WORK/small.paths" 64)
+		check_errors "$small_pkg" "pkgserve 4 KiB"
+		big_pkg=$(hammer "$base" "$WORK/big.paths" 8)
+		check_errors "$big_pkg" "pkgserve big file"
+		stop_scenario
+	fi
+	local rn rp
+	rn=$(jq -r '.req_per_sec|floor' <<<"$small_nginx")
+	if [[ -n $small_pkg ]]; then
+		rp=$(jq -r '.req_per_sec|floor' <<<"$small_pkg")
+		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "$rp req/s" "nginx $rn req/s" "$(ratio "$rp" "$rn")" "≥ 0.8×"
+	else
+		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "n/a (not built)" "nginx $rn req/s" "—" "≥ 0.8×"
+	fi
+	rn=$(jq -r '.mb_per_sec|floor' <<<"$big_nginx")
+	if [[ -n $big_pkg ]]; then
+		rp=$(jq -r '.mb_per_sec|floor' <<<"$big_pkg")
+		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "$rp MB/s" "nginx $rn MB/s" "$(ratio "$rp" "$rn")" "≥ 1.0×"
+	else
+		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "n/a (not built)" "nginx $rn MB/s" "—" "≥ 1.0×"
+	fi
+}
+
+# ---------------------------------------------------------------- edge
+# The origin of (a), (b), (d): the master when there is one (the edge is
+# then manifest-aware), else an unthrottled slowstatic (plain mode).
+# Sets ORIGIN_PORT, ORIGIN_PREFIX (URL path of the set), EDGE_ARGS.
+start_origin() {
+	local op oa
+	read -r op oa <<<"$(ports 2)"
+	ORIGIN_PORT=$op
+	if ((HAVE_SERVE && HAVE_PUBLISH)); then
+		master origin "$SERVE_ROOT" "$op" "$oa"
+		ORIGIN_PREFIX="/$SET_SERVE"
+		EDGE_ARGS=(--trusted-key "$KEY.pub")
+		ORIGIN_KIND="pkgserve master (edge manifest-aware)"
+	else
+		spawn origin "$BIN/slowstatic" -root "$SERVE_SRC" -listen "127.0.0.1:$op" -rate 0 -latency 0
+		wait_url "http://127.0.0.1:$op/__count" 20
+		ORIGIN_PREFIX=""
+		EDGE_ARGS=(--set-id-url "http://127.0.0.1:$op/SETID")
+		ORIGIN_KIND="static origin (edge plain mode)"
+	fi
+	wait_url "http://127.0.0.1:$op$ORIGIN_PREFIX/$(big_path)" 30 200
+}
+
+# proxy_run KIND(edge|nginx) PORT FUNC: start the proxy in front of the
+# origin, run FUNC with BASE set, record its peak RSS in HWM.
+proxy_run() {
+	local kind=$1 port=$2 fn=$3 admin pid
+	admin=$(ports 1)
+	if [[ $kind == edge ]]; then
+		edge edge "http://127.0.0.1:$ORIGIN_PORT" "$port" "$admin" "${EDGE_ARGS[@]}"
+	else
+		nginx_start proxy "$port" proxy "$ORIGIN_PORT"
+	fi
+	pid=$SPAWNED
+	BASE="http://127.0.0.1:$port$ORIGIN_PREFIX"
+	wait_url "$BASE/$(head -1 "$WORK/small.paths")" 30 200
+	"$fn"
+	if [[ $kind == edge ]]; then HWM=$(vmhwm "$pid"); else HWM=$(nginx_hwm "$pid"); fi
+	stop "$pid"
+}
+
+edge_rows() { # SCENARIO UNIT EDGEJSON NGINXJSON FIELD GOAL
+	local e n
+	n=$(jq -r ".$5|floor" <<<"$4")
+	if [[ -n $3 ]]; then
+		e=$(jq -r ".$5|floor" <<<"$3")
+		row edge "$1" "$e $2" "nginx $n $2" "$(ratio "$e" "$n")" "$6"
+	else
+		row edge "$1" "n/a (not built)" "nginx $n $2" "—" "$6"
+	fi
+}
+rss_row() { # SCENARIO EDGEKIB NGINXKIB
+	if [[ -n $2 ]]; then
+		row edge "$1: peak RSS (edge process; nginx: sum of workers)" "$(mib "$2") MiB" "nginx $(mib "$3") MiB" "$(ratio "$3" "$2")" "≤ 64 MiB"
+	else
+		row edge "$1: peak RSS (edge process; nginx: sum of workers)" "n/a (not built)" "nginx $(mib "$3") MiB" "—" "≤ 64 MiB"
+	fi
+}
+
+scen_a() {
+	"$BIN/loadgen" distinct -base "$BASE" -paths "$WORK/small.paths" -conns 16 >/dev/null # warm the cache
+	RES=$(hammer "$BASE" "$WORK/small.paths" 64)
+	check_errors "$RES" "edge (a) $BASE"
+}
+scen_b() {
+	"$BIN/loadgen" herd -clients 1 "$BASE/$(big_path)" >/dev/null # warm the cache
+	RES=$(hammer "$BASE" "$WORK/big.paths" 8)
+	check_errors "$RES" "edge (b) $BASE"
+}
+scen_d() {
+	RES=$(distinct "$BASE" "$WORK/distinct.paths" 32)
+	check_errors "$RES" "edge (d) $BASE"
+}
+
+bench_edge() {
+	make_serve_set
+	echo "$(big_path)" >"$WORK/big.paths"
+	start_origin
+	note "edge (a), (b), (d) origin: $ORIGIN_KIND"
+	local ep np s
+	read -r ep np <<<"$(ports 2)"
+	declare -A R H
+	for s in a b d; do
+		if ((HAVE_EDGE)); then
+			proxy_run edge "$ep" "scen_$s"
+			R[edge,$s]=$RES H[edge,$s]=$HWM
+		fi
+		proxy_run nginx "$np" "scen_$s"
+		R[nginx,$s]=$RES H[nginx,$s]=$HWM
+	done
+	edge_rows "(a) cached 4 KiB files, 64 conns (req/s)" "req/s" "${R[edge,a]:-}" "${R[nginx,a]}" req_per_sec "≥ 0.8×"
+	rss_row "(a)" "${H[edge,a]:-}" "${H[nginx,a]}"
+	edge_rows "(b) cached $BIG file, 8 clients (MB/s)" "MB/s" "${R[edge,b]:-}" "${R[nginx,b]}" mb_per_sec "≥ 1.0×"
+	rss_row "(b)" "${H[edge,b]:-}" "${H[nginx,b]}"
+	edge_herd "$ep" "$np"
+	edge_rows "(d) $DISTINCT distinct uncached 64 KiB files, 32 concurrent (req/s)" "req/s" "${R[edge,d]:-}" "${R[nginx,d]}" req_per_sec "≥ 1.0×"
+	rss_row "(d)" "${H[edge,d]:-}" "${H[nginx,d]}"
+}
+
+# (c): the herd on an uncached big file from the throttled origin.
+scen_c() {
+	curl -s -X POST "http://127.0.0.1:$SLOW_PORT/__reset" >/dev/null
+	RES=$("$BIN/loadgen" herd -clients "$HERD" -sha256 "$BIG_SHA" -size "$BIG_SIZE" "$BASE/$(big_path)")
+	FETCHES=$(curl -s "http://127.0.0.1:$SLOW_PORT/__count?path=/$(big_path)")
+	if [[ $(jq -r .failed <<<"$RES") != 0 ]]; then note "herd through $BASE: $(jq -r .failed <<<"$RES") clients failed ($(jq -r .first_error <<<"$RES"))"; fi
+}
+edge_herd() {
+	local ep=$1 np=$2 sa
+	read -r SLOW_PORT sa <<<"$(ports 2)"
+	BIG_SHA=$(sha "$SERVE_SRC/$(big_path)")
+	BIG_SIZE=$(big_size)
+	spawn slowstatic "$BIN/slowstatic" -root "$SERVE_SRC" -listen "127.0.0.1:$SLOW_PORT" -rate "$SLOW_RATE" -latency "$SLOW_LATENCY"
+	local slow=$SPAWNED
+	wait_url "http://127.0.0.1:$SLOW_PORT/__count" 20
+	local one
+	one=$("$BIN/loadgen" herd -clients 1 -sha256 "$BIG_SHA" "http://127.0.0.1:$SLOW_PORT/$(big_path)")
+	local one_ms
+	one_ms=$(ms "$(jq -r .median_total_ns <<<"$one")")
+	# The proxies' origin is now the throttled one, in plain mode.
+	local save_port=$ORIGIN_PORT save_prefix=$ORIGIN_PREFIX
+	local save_args=("${EDGE_ARGS[@]}")
+	ORIGIN_PORT=$SLOW_PORT ORIGIN_PREFIX="" EDGE_ARGS=(--set-id-url "http://127.0.0.1:$SLOW_PORT/SETID")
+	local e_res="" e_fetch="" e_hwm="" n_res n_fetch n_hwm
+	if ((HAVE_EDGE)); then
+		proxy_run edge "$ep" scen_c
+		e_res=$RES e_fetch=$FETCHES e_hwm=$HWM
+	fi
+	proxy_run nginx "$np" scen_c
+	n_res=$RES n_fetch=$FETCHES n_hwm=$HWM
+	ORIGIN_PORT=$save_port ORIGIN_PREFIX=$save_prefix EDGE_ARGS=("${save_args[@]}")
+	stop "$slow"
+
+	local what="(c) $HERD-client herd, uncached $BIG file, origin $SLOW_RATE/s + $SLOW_LATENCY"
+	local n_ttfb n_total
+	n_ttfb=$(ms "$(jq -r .median_ttfb_ns <<<"$n_res")")
+	n_total=$(ms "$(jq -r .median_total_ns <<<"$n_res")")
+	if [[ -n $e_res ]]; then
+		local e_ttfb e_total
+		e_ttfb=$(ms "$(jq -r .median_ttfb_ns <<<"$e_res")")
+		e_total=$(ms "$(jq -r .median_total_ns <<<"$e_res")")
+		row edge "$what: upstream fetches" "$e_fetch" "nginx $n_fetch" "$(ratio "$n_fetch" "$e_fetch")" "exactly 1"
+		row edge "$what: median time to first byte" "$e_ttfb ms" "nginx $n_ttfb ms" "$(ratio "$n_ttfb" "$e_ttfb")" "≤ 100 ms"
+		row edge "$what: median total time (one plain download: $one_ms ms)" "$e_total ms ($(calc "$e_total / $one_ms")× one download)" \
+			"nginx $n_total ms ($(calc "$n_total / $one_ms")×)" "$(ratio "$n_total" "$e_total")" "≤ 1.2× one download"
+		row edge "$what: clients that failed" "$(jq -r .failed <<<"$e_res")" "nginx $(jq -r .failed <<<"$n_res")" "—" "0"
+	else
+		row edge "$what: upstream fetches" "n/a (not built)" "nginx $n_fetch" "—" "exactly 1"
+		row edge "$what: median time to first byte" "n/a (not built)" "nginx $n_ttfb ms" "—" "≤ 100 ms"
+		row edge "$what: median total time (one plain download: $one_ms ms)" "n/a (not built)" "nginx $n_total ms ($(calc "$n_total / $one_ms")×)" "—" "≤ 1.2× one download"
+	fi
+	rss_row "(c)" "$e_hwm" "$n_hwm"
+}
+
+# ---------------------------------------------------------------- propagation
+bench_propagation() {
+	local label_lp="set propagation, long-poll: publish done → edge serves the new set"
+	local label_push="set propagation, push (--notify): publish done → edge serves the new set"
+	if ! ((HAVE_PUBLISH && HAVE_SERVE && HAVE_EDGE)); then
+		row propagation "$label_lp" "n/a (not built)" "—" "—" "≤ 1 s"
+		row propagation "$label_push" "n/a (not built)" "—" "—" "≤ 1 s"
+		return 0
+	fi
+	local src=$WORK/prop-src root=$WORK/prop-root
+	gen repo -dir "$src" -packages 100 -bytes 16MiB -seed 21 >/dev/null
+	local mp ma e1 e1a e2 e2a
+	read -r mp ma e1 e1a e2 e2a <<<"$(ports 6)"
+	local margs=()
+	if ((HAVE_NOTIFY)); then margs=(--notify "http://127.0.0.1:$e2/.pkgcdn/notify"); fi
+	master prop-master "$root" "$mp" "$ma" "${margs[@]}"
+	local pub=(publish_local "$root")
+	if ((HAVE_REMOTE)); then pub=(publish_remote "http://127.0.0.1:$mp"); fi
+	"${pub[@]}" "$SET_DEMO" "$src" >/dev/null
+	edge edge-longpoll "http://127.0.0.1:$mp" "$e1" "$e1a" --trusted-key "$KEY.pub"
+	local e2args=(--trusted-key "$KEY.pub")
+	if ((HAVE_LONGPOLL_FLAG)); then e2args+=(--long-poll=false --poll 1h); fi
+	if ((HAVE_NOTIFY)); then edge edge-push "http://127.0.0.1:$mp" "$e2" "$e2a" "${e2args[@]}"; fi
+	local url1="http://127.0.0.1:$e1/$SET_DEMO/packagesite.pkg" url2="http://127.0.0.1:$e2/$SET_DEMO/packagesite.pkg"
+	wait_url "$url1" 30 200
+	if ((HAVE_NOTIFY)); then wait_url "$url2" 30 200; fi
+	local r lp=() push=() t_end w1 w2 want
+	for ((r = 1; r <= ROUNDS; r++)); do
+		gen bump -dir "$src" -count 3 -seed $((100 + r)) >/dev/null
+		want=$(sha "$src/packagesite.pkg")
+		"$BIN/loadgen" waitfor -sha256 "$want" -timeout 120s "$url1" >"$WORK/wait1" 2>>"$LOGS/waitfor.log" &
+		w1=$!
+		if ((HAVE_NOTIFY)); then
+			"$BIN/loadgen" waitfor -sha256 "$want" -timeout 120s "$url2" >"$WORK/wait2" 2>>"$LOGS/waitfor.log" &
+			w2=$!
+		fi
+		"${pub[@]}" "$SET_DEMO" "$src" >/dev/null
+		t_end=$(now)
+		wait "$w1" && lp+=("$(calc "($(cat "$WORK/wait1") - $t_end) * 1000" 0)") || lp+=(timeout)
+		if ((HAVE_NOTIFY)); then
+			wait "$w2" && push+=("$(calc "($(cat "$WORK/wait2") - $t_end) * 1000" 0)") || push+=(timeout)
+		fi
+	done
+	row propagation "$label_lp" "$(printf '%s ms ' "${lp[@]}")(${ROUNDS} rounds)" "—" "—" "≤ 1 s"
+	if ((HAVE_NOTIFY)); then
+		local how="push"
+		((HAVE_LONGPOLL_FLAG)) || how="push (edge long-poll also on)"
+		row propagation "${label_push/push (--notify)/$how}" "$(printf '%s ms ' "${push[@]}")(${ROUNDS} rounds)" "—" "—" "≤ 1 s"
+	else
+		row propagation "$label_push" "n/a (not built)" "—" "—" "≤ 1 s"
+	fi
+	note "propagation: negative times mean the edge switched before pkgpublish exited"
+}
+
+# ---------------------------------------------------------------- main
+rm -rf "$WORK" "$LOGS"
+mkdir -p "$WORK" "$LOGS"
+: >"$ROWS"
+: >"$NOTES"
+install_tools
+build
+keys
+T_START=$(now)
+for section in $ONLY; do
+	scenario "$section" "bench_$section"
+done
+note "total bench time $(calc "$(now) - $T_START" 0) s; logs in ${LOGS#"$REPO"/}"
