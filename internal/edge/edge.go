@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -44,6 +43,12 @@ const (
 	ccSetFile   = "public, no-cache"
 	ccImmutable = "public, max-age=31536000, immutable"
 	ccSets      = "no-cache"
+)
+
+// Bounds of a Range header honoured; a larger one is ignored.
+const (
+	maxRanges     = 16
+	maxRangeBytes = 1024
 )
 
 // MaxNotifyBytes bounds the body of a push notice.
@@ -364,6 +369,11 @@ var errMethod = errors.New("method not allowed")
 
 // ServeHTTP serves the master's URL space from the cache.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rg := r.Header.Get("Range"); len(rg) > maxRangeBytes || strings.Count(rg, ",") >= maxRanges {
+		// Many ranges multiply the response (and the work): ignore them,
+		// as RFC 9110 14.2 allows, and send the plain file.
+		r.Header.Del("Range")
+	}
 	var err error
 	if e.manifestMode() {
 		err = e.serveManifestMode(w, r)
@@ -455,11 +465,13 @@ func (e *Edge) serveNotify(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// contentType guesses a file's type from its name; never sniffed, so that a
-// response can start before its first bytes arrived.
+// contentType is a file's type: fixed, never sniffed (a response starts
+// before its first bytes arrived) and never from the host's mime.types (the
+// same file must get the same header on every edge).
 func contentType(p string) string {
-	if t := mime.TypeByExtension(path.Ext(p)); t != "" {
-		return t
+	switch path.Ext(p) {
+	case ".conf", ".txt":
+		return "text/plain; charset=utf-8"
 	}
 	return "application/octet-stream"
 }

@@ -119,6 +119,12 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	if size < 0 {
 		size = m.Size
 	}
+	if s.Hit() { // committed between our Get and Fill
+		h.Set("Cache-Status", csHit)
+		e.met.requests.WithLabelValues("hit").Inc()
+		serveStream(w, r, s, size, o.modified, e.met.bytesCache)
+		return nil
+	}
 	h.Set("Cache-Status", csMiss)
 	e.met.requests.WithLabelValues("miss").Inc()
 	serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)

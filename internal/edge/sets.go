@@ -147,7 +147,7 @@ func (e *Edge) loadState() error {
 
 // storedIDs lists the IDs of the manifests stored for set, newest first.
 func (e *Edge) storedIDs(set string) ([]setid.ID, error) {
-	ents, err := os.ReadDir(filepath.Dir(e.manifestPath(set, setid.ID{})))
+	ents, err := os.ReadDir(filepath.Join(e.cfg.StateDir, "manifests", filepath.FromSlash(set)))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
