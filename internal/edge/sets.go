@@ -60,7 +60,7 @@ type snapshot struct {
 	sets     map[string]*setState
 	setsData []byte // the verified SETS file, served downstream
 	setsSig  []byte
-	etag     string // `"<sha256 of setsData>"`
+	etag     string        // `"<sha256 of setsData>"`
 	changed  chan struct{} // closed when a newer snapshot replaces this one
 	upstream setid.Sets    // the newest verified upstream SETS (for lag)
 }
