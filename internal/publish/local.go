@@ -172,7 +172,14 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 			return res, nil
 		}
 	}
-	m, changed := buildManifest(cfg.Set, items, st.announced, st.live, now, cfg.valid())
+	// The new ID must also be after every set directory already there: a
+	// Commit killed after moving its set into sets/ leaves one, and its ID
+	// cannot be reused for other bytes (its clients may have seen it).
+	floor := st.live
+	if ids, err := root.SetIDs(cfg.Set); err == nil && len(ids) > 0 && ids[len(ids)-1].After(floor) {
+		floor = ids[len(ids)-1]
+	}
+	m, changed := buildManifest(cfg.Set, items, st.announced, floor, now, cfg.valid())
 	if !changed {
 		res.ID = annID
 		if !setsAnnounce(st, v, cfg.Set, annID) {
