@@ -177,6 +177,7 @@ write_results() {
 		echo
 		echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 		echo "- machine: $(nproc) CPUs, ${cpu:-unknown CPU}, $(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo), $(uname -sr)"
+		echo "- load average before the run: $LOAD_BEFORE (the machine is shared: compare ratios, not absolute numbers)"
 		echo "- commit: $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown); run: $MODE; everything on 127.0.0.1"
 		echo "- tools: $(nginx -v 2>&1 | sed 's/.*: //'), $(rsync --version | head -1 | awk '{print $1 " " $3}'), $(go version | awk '{print $3}')"
 		echo
@@ -752,6 +753,7 @@ bench_propagation() {
 }
 
 # ---------------------------------------------------------------- main
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
 rm -rf "$WORK" "$LOGS"
 mkdir -p "$WORK" "$LOGS"
 : >"$ROWS"
