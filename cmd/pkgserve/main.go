@@ -1,0 +1,230 @@
+// Command pkgserve serves a pkgcdn repository: on the master (default,
+// "origin" mode) it serves the live sets of a repository root and accepts
+// publishes over HTTP; with --edge it is a mirror, a pull-through cache of
+// an upstream master or edge.
+//
+// This file holds what both modes share: the flags of the HTTP listeners
+// and of logging, the dispatch to runOrigin (origin.go) or runEdge
+// (edge.go), signals, and the mapping of errors to exit codes. A mode
+// serves its handler with serveMain, which runs the public listener and the
+// admin listener (/healthz, /metrics) until SIGTERM or SIGINT, reopens the
+// access log on SIGHUP, and drains in-flight requests before it returns.
+//
+// Defaults are safe rather than convenient: --listen is 127.0.0.1:8080 and
+// --admin-listen 127.0.0.1:9090, so a fresh pkgserve is reachable from
+// nowhere but the host; a production master or mirror says --listen :80
+// (see scripts/freebsd/pkgserve and scripts/systemd/pkgserve@.service).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/version"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1 // a runtime failure
+	exitUsage = 2 // bad flags or arguments
+)
+
+// usageError marks an error in the command line: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// env returns the environment variable of a flag: PKGCDN_<FLAG>.
+func env(flag string) []string {
+	return []string{"PKGCDN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+// commonFlags are the flags of both modes. A mode's own flags (originFlags,
+// edgeFlags) must not reuse these names.
+func commonFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.BoolFlag{Name: "edge", EnvVars: env("edge"),
+			Usage: "run as a mirror (edge) of --upstream instead of as the master"},
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: env("listen"),
+			Usage: "address of the public HTTP listener, host:port (\":80\" for every interface)"},
+		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9090", EnvVars: env("admin-listen"),
+			Usage: "address of the admin listener (/healthz, /metrics); \"\" disables it"},
+		&cli.StringFlag{Name: "tls-cert", EnvVars: env("tls-cert"),
+			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; default: plain HTTP)"},
+		&cli.StringFlag{Name: "tls-key", EnvVars: env("tls-key"),
+			Usage: "PEM private key file of --tls-cert"},
+		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: env("trusted-key"),
+			Usage: "minisign public key (a .pub file or its base64 line) that signs manifests and SETS (repeatable)"},
+		&cli.StringFlag{Name: "access-log", EnvVars: env("access-log"),
+			Usage: "access log in the Combined Log Format: a file (reopened on SIGHUP) or \"-\" for stderr (default: none)"},
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: env("log-format"),
+			Usage: "format of the diagnostic log on stderr: text or json"},
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("log-level"),
+			Usage: "least level logged: debug, info, warn or error"},
+		&cli.DurationFlag{Name: "drain-timeout", Value: httpserve.DefaultDrainTimeout, EnvVars: env("drain-timeout"),
+			Usage: "on SIGTERM, how long in-flight downloads may take to finish"},
+		&cli.DurationFlag{Name: "stall-timeout", Value: httpserve.DefaultStallTimeout, EnvVars: env("stall-timeout"),
+			Usage: "a response that makes no progress for this long is cut off (slow clients are fine; stalled ones are not)"},
+		&cli.DurationFlag{Name: "long-poll-timeout", Value: 60 * time.Second, EnvVars: env("long-poll-timeout"),
+			Usage: "how long GET /.pkgcdn/sets?wait=ETAG holds a request before it answers 304"},
+		&cli.IntFlag{Name: "max-waiters", Value: 10000, EnvVars: env("max-waiters"),
+			Usage: "most long-polls held at once; beyond, a long-poll is answered at once"},
+	}
+}
+
+func main() { os.Exit(run(os.Args)) }
+
+func run(args []string) int {
+	flags := commonFlags()
+	flags = append(flags, originFlags()...)
+	flags = append(flags, edgeFlags()...)
+	app := &cli.App{
+		Name:      "pkgserve",
+		Usage:     "serve a pkgcdn repository: the master (default) or a mirror (--edge)",
+		UsageText: "pkgserve --root DIR [flags]        (master)\npkgserve --edge --upstream URL [flags]   (mirror)",
+		Version:   version.String(),
+		Flags:     flags,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usagef("unexpected argument %q", c.Args().First())
+			}
+			if c.Bool("edge") {
+				return runEdge(c)
+			}
+			return runOrigin(c)
+		},
+		// Errors are reported once, below, with their exit code.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	err := app.RunContext(ctx, args)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(os.Stderr, "pkgserve:", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitError
+}
+
+// newLogger builds the diagnostic logger on stderr from --log-format and
+// --log-level.
+func newLogger(c *cli.Context) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", c.String("log-format"))
+}
+
+// serveOpts is what a mode hands to serveMain.
+type serveOpts struct {
+	Handler    http.Handler
+	Observe    httpserve.ObserveFunc // nil: none
+	OnShutdown func()                // nil: none; release long-polls here
+	Health     *httpserve.Health     // nil: always ok
+	Gatherer   prometheus.Gatherer   // nil: the default registry
+	Logger     *slog.Logger
+}
+
+// serveMain runs the public listener (--listen, --tls-cert/--tls-key,
+// --access-log) and the admin listener (--admin-listen) until ctx is done
+// (SIGTERM, SIGINT), then drains in-flight requests for up to
+// --drain-timeout. SIGHUP reopens the access log.
+func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	// Catch SIGHUP before anything else: its default action is to exit.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	var al *httpserve.AccessLog
+	if p := c.String("access-log"); p != "" {
+		if al, err = httpserve.OpenAccessLog(p); err != nil {
+			return fmt.Errorf("access log: %w", err)
+		}
+		defer func() { err = errors.Join(err, al.Close()) }()
+	}
+	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
+		return usagef("--tls-cert and --tls-key go together")
+	}
+	pub, err := httpserve.New(httpserve.Config{
+		Addr:         c.String("listen"),
+		Handler:      o.Handler,
+		TLSCertFile:  c.String("tls-cert"),
+		TLSKeyFile:   c.String("tls-key"),
+		StallTimeout: c.Duration("stall-timeout"),
+		DrainTimeout: c.Duration("drain-timeout"),
+		AccessLog:    al,
+		Observe:      o.Observe,
+		OnShutdown:   o.OnShutdown,
+		Logger:       log,
+	})
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", c.String("listen"), err)
+	}
+	var adm *httpserve.Server
+	if a := c.String("admin-listen"); a != "" {
+		adm, err = httpserve.New(httpserve.Config{
+			Addr:    a,
+			Handler: httpserve.AdminHandler(o.Health, o.Gatherer),
+			Logger:  log,
+		})
+		if err != nil {
+			return fmt.Errorf("admin listen %s: %w", a, err)
+		}
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pub.Serve(ctx) })
+	if adm != nil {
+		g.Go(func() error { return adm.Serve(ctx) })
+	}
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-hup:
+				if al == nil {
+					continue
+				}
+				if err := al.Reopen(); err != nil {
+					log.Error("reopen access log", "err", err)
+				} else {
+					log.Info("access log reopened")
+				}
+			}
+		}
+	})
+	return g.Wait()
+}

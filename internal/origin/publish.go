@@ -1,0 +1,338 @@
+package origin
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// Publish API limits (PUBLISH_API.md).
+const (
+	maxMissingBody  = 1 << 20
+	maxMissingLines = 10000
+	maxCommitBody   = 256 << 20
+)
+
+// apiErrorBody is the JSON body of every publish API error.
+type apiErrorBody struct {
+	Error   string   `json:"error"`
+	Code    string   `json:"code"`
+	Missing []string `json:"missing,omitempty"`
+}
+
+// commitRequest is the body of POST /.pkgcdn/publish/commit; []byte fields
+// are standard base64 in JSON.
+type commitRequest struct {
+	Manifest    []byte `json:"manifest"`
+	ManifestSig []byte `json:"manifest_sig"`
+	Sets        []byte `json:"sets"`
+	SetsSig     []byte `json:"sets_sig"`
+}
+
+// CommitResponse is the body of a successful commit, and the notice
+// POSTed to each --notify URL.
+type CommitResponse struct {
+	Set string `json:"set"`
+	ID  string `json:"id"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own plain structs get here.
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error","code":"internal"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n')) // the client left: nothing to do
+}
+
+func apiErr(status int, code, msg string, err error) *httpError {
+	return &httpError{status: status, code: code, msg: msg, err: err}
+}
+
+// servePublish authenticates, then dispatches one publish API call.
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, op string) {
+	if s.cfg.PublishToken == "" {
+		s.fail(w, r, false, errNotFound)
+		return
+	}
+	// Before anything else, and before the body is read.
+	if !s.authorized(r) {
+		s.met.rejected.WithLabelValues("unauthorized").Inc()
+		w.Header().Set("WWW-Authenticate", `Bearer realm="pkgcdn publish"`)
+		s.fail(w, r, true, apiErr(http.StatusUnauthorized, "unauthorized", "missing or wrong bearer token", nil))
+		return
+	}
+	var err error
+	switch {
+	case op == "missing":
+		if !s.allow(w, r, http.MethodPost) {
+			return
+		}
+		err = s.publishMissing(w, r)
+	case op == "commit":
+		if !s.allow(w, r, http.MethodPost) {
+			return
+		}
+		err = s.publishCommit(w, r)
+	case strings.HasPrefix(op, "objects/"):
+		if !s.allow(w, r, http.MethodPut) {
+			return
+		}
+		err = s.publishObject(w, r, strings.TrimPrefix(op, "objects/"))
+	default:
+		err = apiErr(http.StatusNotFound, "not_found", "no such publish operation", nil)
+	}
+	if err != nil {
+		var he *httpError
+		if errors.As(err, &he) && he.code != "" && he.status < 500 {
+			s.met.rejected.WithLabelValues(he.code).Inc()
+		}
+		s.fail(w, r, true, err)
+	}
+}
+
+func (s *Server) allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	s.fail(w, r, true, apiErr(http.StatusMethodNotAllowed, "method_not_allowed", "use "+method, nil))
+	return false
+}
+
+// authorized compares the bearer token in constant time. Both sides are
+// hashed first so that not even the token's length leaks.
+func (s *Server) authorized(r *http.Request) bool {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1 && ok
+}
+
+// bodyErr maps a request body read error: over the limit is a 413.
+func bodyErr(err error) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", mbe.Limit), err)
+	}
+	return apiErr(http.StatusBadRequest, "bad_request", "reading the body", err)
+}
+
+// publishMissing answers which of the listed objects the root lacks.
+func (s *Server) publishMissing(w http.ResponseWriter, r *http.Request) error {
+	body := http.MaxBytesReader(w, r.Body, maxMissingBody)
+	sc := bufio.NewScanner(body)
+	var out bytes.Buffer
+	n := 0
+	for sc.Scan() {
+		line := strings.TrimSuffix(sc.Text(), "\r")
+		if line == "" {
+			continue
+		}
+		if n++; n > maxMissingLines {
+			return apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("more than %d hashes", maxMissingLines), nil)
+		}
+		d, err := digest.Parse(line)
+		if err != nil {
+			return apiErr(http.StatusBadRequest, "bad_request", fmt.Sprintf("line %d: not a sha256", n), err)
+		}
+		have, err := s.root.HasObject(d)
+		if err != nil {
+			return err
+		}
+		if !have {
+			out.WriteString(line)
+			out.WriteByte('\n')
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return bodyErr(err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(out.Bytes()) // the client left: nothing to do
+	return nil
+}
+
+// uploadBody reads a request body, pushing the read deadline forward as
+// bytes arrive (a stalled uploader is cut off after UploadStall) and
+// remembering a read error, so that a body cut off is told apart from a
+// body with the wrong bytes.
+type uploadBody struct {
+	r     io.Reader
+	rc    *http.ResponseController
+	stall time.Duration
+	err   error
+}
+
+func (b *uploadBody) Read(p []byte) (int, error) {
+	_ = b.rc.SetReadDeadline(time.Now().Add(b.stall)) // unsupported: no deadline
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// publishObject stores one object, verified against its name while it is
+// written; anything but a complete, matching body keeps nothing.
+func (s *Server) publishObject(w http.ResponseWriter, r *http.Request, hash string) error {
+	d, err := digest.Parse(hash)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "bad_request", "object name is not a sha256", err)
+	}
+	if r.ContentLength < 0 {
+		return apiErr(http.StatusLengthRequired, "length_required", "Content-Length required", nil)
+	}
+	if r.ContentLength > s.cfg.MaxObjectSize {
+		return apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("object over %d bytes", s.cfg.MaxObjectSize), nil)
+	}
+	have, err := s.root.HasObject(d)
+	if err != nil {
+		return err
+	}
+	if have {
+		writeJSON(w, http.StatusOK, map[string]any{"sha256": d.String(), "stored": false})
+		return nil
+	}
+	body := &uploadBody{r: r.Body, rc: http.NewResponseController(w), stall: s.cfg.UploadStall}
+	err = s.root.PutObject(d, r.ContentLength, body)
+	_ = body.rc.SetReadDeadline(time.Time{}) // unsupported: nothing to reset
+	var me *digest.MismatchError
+	var se *digest.SizeError
+	switch {
+	case err == nil:
+	case body.err != nil:
+		return apiErr(http.StatusBadRequest, "truncated", "body cut off; nothing kept", errors.Join(body.err, err))
+	case errors.As(err, &me):
+		return apiErr(http.StatusBadRequest, "digest_mismatch", fmt.Sprintf("body has sha256 %s, not %s; nothing kept", me.Got, d), err)
+	case errors.As(err, &se):
+		return apiErr(http.StatusBadRequest, "size_mismatch", "body size differs from Content-Length; nothing kept", err)
+	case errors.Is(err, syscall.ENOSPC):
+		return apiErr(http.StatusInsufficientStorage, "disk_full", "master disk full; nothing kept", err)
+	default:
+		return err
+	}
+	s.met.objects.Inc()
+	s.met.objectBytes.Add(float64(r.ContentLength))
+	s.log.Debug("object stored", "sha256", d.String(), "bytes", r.ContentLength)
+	writeJSON(w, http.StatusCreated, map[string]any{"sha256": d.String(), "stored": true})
+	return nil
+}
+
+// publishCommit takes the root's lock and commits a set through
+// layout.Commit, the same gate a local publish passes.
+func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return apiErr(http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/json", err)
+		}
+	}
+	var req commitRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCommitBody))
+	if err := dec.Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return bodyErr(err)
+		}
+		return apiErr(http.StatusBadRequest, "bad_request", "body is not the commit JSON", err)
+	}
+	if len(req.Manifest) == 0 || len(req.ManifestSig) == 0 || len(req.Sets) == 0 || len(req.SetsSig) == 0 {
+		return apiErr(http.StatusBadRequest, "bad_request", "manifest, manifest_sig, sets and sets_sig are all required", nil)
+	}
+	m, err := manifest.Decode(req.Manifest)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, "malformed", "manifest does not decode", err)
+	}
+	// The commit must finish once started, whether or not the client waits
+	// for the answer; layout.Commit is resumable, but a half-built set is
+	// work for nobody.
+	ctx := context.WithoutCancel(r.Context())
+	lctx, cancel := context.WithTimeout(r.Context(), s.cfg.LockTimeout)
+	unlock, err := s.root.Lock(lctx)
+	cancel()
+	if err != nil {
+		if errors.Is(err, layout.ErrLocked) || errors.Is(err, context.DeadlineExceeded) {
+			return apiErr(http.StatusConflict, "locked", "another publish holds the lock; try again", err)
+		}
+		return err
+	}
+	err = s.root.Commit(ctx, layout.Commit{
+		Manifest: m, ManifestData: req.Manifest, ManifestSig: req.ManifestSig,
+		SetsData: req.Sets, SetsSig: req.SetsSig,
+	}, s.cfg.Verifier, s.cfg.Now())
+	if uerr := unlock(); uerr != nil {
+		s.log.Error("unlock root", "err", uerr)
+	}
+	if err != nil {
+		return commitErr(err)
+	}
+	if err := s.Refresh(); err != nil {
+		s.log.Error("refresh sets after commit", "set", m.Set, "set_id", m.ID.String(), "err", err)
+	}
+	s.met.commits.Inc()
+	s.log.Info("set committed", "set", m.Set, "set_id", m.ID.String(), "remote", r.RemoteAddr)
+	for _, u := range s.cfg.Notify {
+		select {
+		case s.notifyq <- notice{url: u, body: CommitResponse{Set: m.Set, ID: m.ID.String()}}:
+		default:
+			s.met.notify.WithLabelValues("dropped").Inc()
+			s.log.Warn("notify queue full, notice dropped", "upstream", u, "set", m.Set, "set_id", m.ID.String())
+		}
+	}
+	writeJSON(w, http.StatusOK, CommitResponse{Set: m.Set, ID: m.ID.String()})
+	return nil
+}
+
+// commitErr maps layout.Commit's refusals to PUBLISH_API.md's statuses.
+func commitErr(err error) error {
+	var mo *layout.MissingObjectsError
+	switch {
+	case errors.As(err, &mo):
+		missing := make([]string, len(mo.Missing))
+		for i, d := range mo.Missing {
+			missing[i] = d.String()
+		}
+		he := apiErr(http.StatusUnprocessableEntity, "missing_objects", strconv.Itoa(len(missing))+" objects were never uploaded", err)
+		he.missing = missing
+		return he
+	case errors.Is(err, sign.ErrUnknownKey):
+		return apiErr(http.StatusForbidden, "untrusted_key", "signed by a key this master does not trust", err)
+	case errors.Is(err, sign.ErrBadSignature):
+		return apiErr(http.StatusForbidden, "bad_signature", "signature does not verify", err)
+	case errors.Is(err, manifest.ErrMismatch):
+		return apiErr(http.StatusForbidden, "bad_signature", "signature's trusted comment does not match", err)
+	case errors.Is(err, manifest.ErrExpired):
+		return apiErr(http.StatusUnprocessableEntity, "expired", "manifest expired", err)
+	case errors.Is(err, setid.ErrRollback):
+		return apiErr(http.StatusConflict, "rollback", "set ID not newer than the live one", err)
+	case errors.Is(err, layout.ErrConflict):
+		return apiErr(http.StatusConflict, "conflict", "the set was published meanwhile", err)
+	case errors.Is(err, layout.ErrSetsChanged):
+		return apiErr(http.StatusConflict, "sets_changed", "SETS changed meanwhile; re-read it and retry", err)
+	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, setid.ErrBadSets), errors.Is(err, setid.ErrBadName):
+		return apiErr(http.StatusBadRequest, "malformed", "malformed manifest or SETS", err)
+	case errors.Is(err, syscall.ENOSPC):
+		return apiErr(http.StatusInsufficientStorage, "disk_full", "master disk full", err)
+	}
+	return err
+}

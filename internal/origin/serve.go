@@ -1,0 +1,335 @@
+package origin
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"os"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/layout"
+)
+
+// Cache-Control values (DESIGN.md, "URL space").
+const (
+	ccRevalidate = "public, no-cache"                    // set paths: content changes between sets
+	ccImmutable  = "public, max-age=31536000, immutable" // objects, manifests
+	ccShort      = "public, max-age=5"                   // SETS
+	ccMirrors    = "public, max-age=300"
+)
+
+// Response headers naming what was served.
+const (
+	hdrSet   = "X-Pkgcdn-Set"
+	hdrSetID = "X-Pkgcdn-Set-Id"
+	hdrGrace = "X-Pkgcdn-Grace"
+)
+
+// httpError is an error with the status (and for the publish API, the
+// machine-readable code) it maps to.
+type httpError struct {
+	status  int
+	code    string
+	msg     string   // safe to show the client
+	missing []string // code "missing_objects"
+	err     error    // cause, logged; may be nil
+}
+
+func (e *httpError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *httpError) Unwrap() error { return e.err }
+
+var errNotFound = &httpError{status: http.StatusNotFound, code: "not_found", msg: "not found"}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := s.sets.Load()
+	t, err := route.ParseURL(r.URL, st.isSet)
+	if err != nil {
+		s.fail(w, r, false, errNotFound)
+		return
+	}
+	if t.Kind == route.Publish {
+		s.servePublish(w, r, t.Op)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		s.fail(w, r, false, &httpError{status: http.StatusMethodNotAllowed, msg: "method not allowed"})
+		return
+	}
+	switch t.Kind {
+	case route.SetFile:
+		err = s.serveSetFile(w, r, st, t)
+	case route.Sets:
+		err = s.serveSets(w, r, st, false)
+	case route.SetsSig:
+		err = s.serveSets(w, r, st, true)
+	case route.Manifest, route.ManifestSig:
+		err = s.serveManifest(w, r, t)
+	case route.Object:
+		err = s.serveObject(w, r, t.Hash)
+	case route.Root:
+		err = s.serveMirrors(w, r)
+	default: // route.Notify is the edge's
+		err = errNotFound
+	}
+	if err != nil {
+		s.fail(w, r, false, err)
+	}
+}
+
+// fail maps err to a status, logs what an operator needs, and answers
+// plain text (or JSON for the publish API). Clients never see paths.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, api bool, err error) {
+	var he *httpError
+	switch {
+	case errors.As(err, &he):
+	case errors.Is(err, layout.ErrNotFound), errors.Is(err, fs.ErrNotExist), errors.Is(err, route.ErrNotFound):
+		he = &httpError{status: http.StatusNotFound, code: "not_found", msg: "not found", err: err}
+	default:
+		he = &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error", err: err}
+	}
+	switch {
+	case he.status >= 500:
+		s.log.Error("request failed", "path", r.URL.Path, "status", he.status, "remote", r.RemoteAddr, "err", err)
+	case api:
+		s.log.Warn("publish refused", "path", r.URL.Path, "status", he.status, "remote", r.RemoteAddr, "err", err)
+	default:
+		s.log.Debug("request refused", "path", r.URL.Path, "status", he.status, "remote", r.RemoteAddr, "err", err)
+	}
+	h := w.Header()
+	h.Del("ETag")
+	h.Del("Last-Modified")
+	h.Set("Cache-Control", "no-store")
+	if api {
+		msg := he.msg
+		if he.status < 500 && he.err != nil {
+			// Authenticated publishers get the cause (no paths in refusals).
+			msg += ": " + he.err.Error()
+		}
+		writeJSON(w, he.status, apiErrorBody{Error: msg, Code: he.code, Missing: he.missing})
+		return
+	}
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(he.status)
+	if r.Method != http.MethodHead {
+		fmt.Fprintln(w, he.msg)
+	}
+}
+
+// serveSetFile serves a file of the live set: `current` is read once, and
+// everything after uses that ID, so a request never mixes two sets.
+func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsState, t route.Target) error {
+	live, err := s.root.Live(t.Set)
+	if err != nil {
+		return err
+	}
+	m, err := s.manifest(t.Set, live)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set(hdrSet, t.Set)
+	h.Set(hdrSetID, live.String())
+	id := live
+	e, ok := m.Lookup(t.Path)
+	if !ok && !s.cfg.NoGrace {
+		id, e, ok = s.grace(st, t.Set, live, t.Path)
+	}
+	if !ok {
+		return errNotFound
+	}
+	p, err := s.root.FilePath(t.Set, id, e.Path)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != e.Size {
+		return fmt.Errorf("set %s %s: %s: not a regular file of %d bytes as the manifest says", t.Set, id, e.Path, e.Size)
+	}
+	if id != live {
+		h.Set(hdrSetID, id.String())
+		h.Set(hdrGrace, live.String())
+	}
+	h.Set("ETag", `"`+e.SHA256.String()+`"`)
+	h.Set("Cache-Control", ccRevalidate)
+	h.Set("Content-Type", contentType(e.Path))
+	http.ServeContent(w, r, "", e.Modified.Time(), f)
+	return nil
+}
+
+// contentType is by extension from a fixed table, so it does not depend
+// on the host's mime.types, and ServeContent never reads the file to sniff.
+func contentType(p string) string {
+	switch strings.ToLower(path.Ext(p)) {
+	case ".conf", ".txt", ".asc":
+		return "text/plain; charset=utf-8"
+	case ".json":
+		return "application/json"
+	case ".xz", ".txz":
+		return "application/x-xz"
+	case ".zst", ".tzst":
+		return "application/zstd"
+	case ".gz", ".tgz":
+		return "application/gzip"
+	case ".html":
+		return "text/html; charset=utf-8"
+	}
+	return "application/octet-stream"
+}
+
+// serveSets serves SETS or its signature, and implements the long-poll.
+func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState, sig bool) error {
+	wait, waiting := r.URL.Query()["wait"]
+	if waiting && !sig && st.etag != "" && normETag(wait[0]) == st.etag {
+		var ok bool
+		if st, ok = s.longPoll(r, st); !ok {
+			if r.Context().Err() != nil {
+				return nil // the poller hung up
+			}
+			h := w.Header()
+			h.Set("ETag", st.etag)
+			h.Set("Cache-Control", ccShort)
+			h.Set("Retry-After", "5")
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+		if st.etag == normETag(wait[0]) {
+			h := w.Header()
+			h.Set("ETag", st.etag)
+			h.Set("Cache-Control", ccShort)
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+	}
+	if st.etag == "" {
+		return errNotFound
+	}
+	data, etag := st.data, st.etag
+	if sig {
+		data, etag = st.sig, st.sigETag
+	}
+	h := w.Header()
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", ccShort)
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	http.ServeContent(w, r, "", st.mod, bytes.NewReader(data))
+	return nil
+}
+
+// longPoll parks the request on st's change channel until SETS changes,
+// the long-poll timeout passes, the client leaves or the server releases
+// its waiters. It returns the snapshot to answer with, and false if the
+// request should be answered "unchanged, come back later" at once.
+func (s *Server) longPoll(r *http.Request, st *setsState) (*setsState, bool) {
+	select {
+	case <-s.stop:
+		return st, false
+	default:
+	}
+	if n := s.waiters.Add(1); n > int64(s.cfg.MaxWaiters) {
+		s.waiters.Add(-1)
+		return st, false
+	}
+	s.met.waiters.Inc()
+	defer func() {
+		s.waiters.Add(-1)
+		s.met.waiters.Dec()
+	}()
+	timer := time.NewTimer(s.cfg.LongPollTimeout)
+	defer timer.Stop()
+	select {
+	case <-st.changed:
+	case <-timer.C:
+	case <-r.Context().Done():
+		return st, false
+	case <-s.stop:
+	}
+	return s.sets.Load(), true
+}
+
+// normETag accepts an ETag with or without quotes (and a weak prefix).
+func normETag(v string) string {
+	v = strings.TrimPrefix(strings.TrimSpace(v), "W/")
+	return `"` + strings.Trim(v, `"`) + `"`
+}
+
+func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, t route.Target) error {
+	data, sig, err := s.root.Manifest(t.Set, t.ID)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set(hdrSet, t.Set)
+	h.Set(hdrSetID, t.ID.String())
+	h.Set("Cache-Control", ccImmutable)
+	if t.Kind == route.ManifestSig {
+		data = sig
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	} else {
+		h.Set("Content-Type", "application/zstd")
+	}
+	h.Set("ETag", etagOf(data))
+	http.ServeContent(w, r, "", t.ID.Time(), bytes.NewReader(data))
+	return nil
+}
+
+func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, d digest.SHA256) error {
+	f, err := os.Open(s.root.ObjectPath(d))
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return errNotFound
+	}
+	h := w.Header()
+	h.Set("ETag", `"`+d.String()+`"`)
+	h.Set("Cache-Control", ccImmutable)
+	h.Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), f)
+	return nil
+}
+
+// serveMirrors serves pkg's mirror list (mirror_type: http): one
+// "URL: <mirror>" line per mirror, tried in order.
+func (s *Server) serveMirrors(w http.ResponseWriter, r *http.Request) error {
+	if len(s.cfg.Mirrors) == 0 {
+		return errNotFound
+	}
+	var b strings.Builder
+	for _, m := range s.cfg.Mirrors {
+		b.WriteString("URL: " + m + "\n")
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", ccMirrors)
+	h.Set("ETag", etagOf([]byte(b.String())))
+	http.ServeContent(w, r, "", time.Time{}, strings.NewReader(b.String()))
+	return nil
+}

@@ -1,0 +1,254 @@
+package origin
+
+import (
+	"bytes"
+	"container/list"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// The SETS files in the root (DESIGN.md, "The master's repository root").
+const (
+	setsName    = "SETS"
+	setsSigName = "SETS.minisig"
+)
+
+// setsState is one immutable snapshot of SETS. A new snapshot replaces the
+// old one (atomic pointer) and then closes the old one's changed channel:
+// that one close is the broadcast that wakes every long-poller parked on
+// it, however many there are.
+type setsState struct {
+	data, sig []byte
+	etag      string // `"<sha256 hex>"` of data; "" while there is no SETS
+	sigETag   string
+	mod       time.Time       // SETS mtime: its Last-Modified
+	stamp     [2]fileStamp    // SETS and SETS.minisig as last stat'ed
+	names     map[string]bool // sets that have a `current`
+	ids       sync.Map        // set name → []setid.ID retained (grace), filled lazily
+	changed   chan struct{}   // closed when a newer snapshot replaces this one
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fileStamp{}, nil
+	}
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// Refresh re-reads SETS if it changed on disk since the last look, and
+// wakes the long-pollers if its content did. Run calls it every
+// PollInterval and a commit calls it right away; tests call it after
+// changing the root behind the server's back.
+func (s *Server) Refresh() error {
+	s.setsMu.Lock()
+	defer s.setsMu.Unlock()
+	old := s.sets.Load()
+	var stamp [2]fileStamp
+	var err error
+	for i, name := range []string{setsName, setsSigName} {
+		if stamp[i], err = stampOf(filepath.Join(s.root.Dir, name)); err != nil {
+			return fmt.Errorf("stat %s: %w", name, err)
+		}
+	}
+	if stamp == old.stamp && old.names != nil {
+		s.checkLive(old)
+		return nil
+	}
+	data, sig, err := s.root.Sets()
+	if err != nil && !errors.Is(err, layout.ErrNotFound) {
+		return err
+	}
+	names, err := s.root.SetNames()
+	if err != nil {
+		return err
+	}
+	st := &setsState{data: data, sig: sig, stamp: stamp, mod: stamp[0].mod,
+		names: make(map[string]bool, len(names)), changed: make(chan struct{})}
+	for _, n := range names {
+		st.names[n] = true
+	}
+	if data != nil {
+		st.etag = etagOf(data)
+		st.sigETag = etagOf(sig)
+	}
+	if bytes.Equal(data, old.data) && bytes.Equal(sig, old.sig) && len(names) == len(old.names) {
+		// Touched, not changed: keep the waiters parked, but take the new
+		// stamp (and drop cached retained IDs, which GC may have changed).
+		st.changed = old.changed
+		s.sets.Store(st)
+		s.checkLive(st)
+		return nil
+	}
+	s.sets.Store(st)
+	close(old.changed)
+	s.log.Info("sets changed", "sets", len(names), "sha256", st.etag)
+	s.checkLive(st)
+	return nil
+}
+
+func etagOf(b []byte) string { return `"` + digest.Sum(b).String() + `"` }
+
+// checkLive updates the live-set gauges and flags every set whose live
+// manifest has expired (still served, degraded).
+func (s *Server) checkLive(st *setsState) {
+	now := s.cfg.Now()
+	for name := range st.names {
+		id, err := s.root.Live(name)
+		if err != nil {
+			continue // unpublished meanwhile; the next snapshot drops it
+		}
+		s.met.liveID.WithLabelValues(name).Set(float64(id.Time().Unix()))
+		m, err := s.manifest(name, id)
+		if err != nil {
+			s.log.Error("live manifest unreadable", "set", name, "set_id", id.String(), "err", err)
+			continue
+		}
+		key := "expired:" + name
+		if m.Expired(now) {
+			if s.cfg.Health != nil {
+				s.cfg.Health.SetDegraded(key, fmt.Sprintf("set %s: live manifest %s expired at %s",
+					name, id, m.Expires.UTC().Format(time.RFC3339)))
+			}
+		} else if s.cfg.Health != nil {
+			s.cfg.Health.ClearDegraded(key)
+		}
+	}
+}
+
+// isSet reports whether name is a published set (for route.Parse).
+func (st *setsState) isSet(name string) bool { return st.names[name] }
+
+// retained returns the retained set IDs of set, oldest first, cached for
+// the lifetime of the snapshot.
+func (s *Server) retained(st *setsState, set string) ([]setid.ID, error) {
+	if v, ok := st.ids.Load(set); ok {
+		return v.([]setid.ID), nil
+	}
+	ids, err := s.root.SetIDs(set)
+	if err != nil {
+		return nil, err
+	}
+	st.ids.Store(set, ids)
+	return ids, nil
+}
+
+// grace finds path in the newest of the GraceSets retained sets older than
+// live that has it.
+func (s *Server) grace(st *setsState, set string, live setid.ID, path string) (setid.ID, manifest.Entry, bool) {
+	ids, err := s.retained(st, set)
+	if err != nil {
+		return setid.ID{}, manifest.Entry{}, false
+	}
+	i, _ := slices.BinarySearchFunc(ids, live, setid.ID.Compare)
+	for n := 0; i > 0 && n < s.cfg.GraceSets; n++ {
+		i--
+		m, err := s.manifest(set, ids[i])
+		if err != nil {
+			continue // collected meanwhile, or broken: not a grace candidate
+		}
+		if e, ok := m.Lookup(path); ok {
+			return ids[i], e, true
+		}
+	}
+	return setid.ID{}, manifest.Entry{}, false
+}
+
+// manifest returns the parsed manifest of (set, id) from the cache, loading
+// it once however many requests ask at the same time. Set IDs are
+// immutable, so a cached manifest never goes stale; after a switch the new
+// live ID is simply a new key and the old one ages out of the LRU.
+func (s *Server) manifest(set string, id setid.ID) (*manifest.Manifest, error) {
+	return s.cache.get(mkey{set, id}, func() (*manifest.Manifest, error) {
+		data, _, err := s.root.Manifest(set, id)
+		if err != nil {
+			return nil, err
+		}
+		m, err := manifest.Decode(data)
+		if err != nil {
+			return nil, fmt.Errorf("manifest of %s %s: %w", set, id, err)
+		}
+		if m.Set != set || m.ID != id {
+			return nil, fmt.Errorf("manifest of %s %s names set %s %s", set, id, m.Set, m.ID)
+		}
+		return m, nil
+	})
+}
+
+type mkey struct {
+	set string
+	id  setid.ID
+}
+
+// manifestCache is an LRU of parsed manifests with one load per key in
+// flight. It is safe for concurrent use.
+type manifestCache struct {
+	max int
+
+	mu    sync.Mutex // guards order, items
+	order *list.List // of *mentry, most recent first
+	items map[mkey]*list.Element
+}
+
+type mentry struct {
+	key   mkey
+	ready chan struct{} // closed when m, err are set
+	m     *manifest.Manifest
+	err   error
+}
+
+func newManifestCache(max int) *manifestCache {
+	return &manifestCache{max: max, order: list.New(), items: make(map[mkey]*list.Element)}
+}
+
+func (c *manifestCache) get(k mkey, load func() (*manifest.Manifest, error)) (*manifest.Manifest, error) {
+	c.mu.Lock()
+	if el, ok := c.items[k]; ok {
+		c.order.MoveToFront(el)
+		e := el.Value.(*mentry)
+		c.mu.Unlock()
+		<-e.ready
+		return e.m, e.err
+	}
+	e := &mentry{key: k, ready: make(chan struct{})}
+	c.items[k] = c.order.PushFront(e)
+	for c.order.Len() > c.max {
+		last := c.order.Back()
+		c.order.Remove(last)
+		delete(c.items, last.Value.(*mentry).key)
+	}
+	c.mu.Unlock()
+
+	e.m, e.err = load()
+	close(e.ready)
+	if e.err != nil {
+		// Errors are not cached: a set being committed right now may be
+		// readable a moment later.
+		c.mu.Lock()
+		if el, ok := c.items[k]; ok && el.Value.(*mentry) == e {
+			c.order.Remove(el)
+			delete(c.items, k)
+		}
+		c.mu.Unlock()
+	}
+	return e.m, e.err
+}
