@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,7 +43,7 @@ const (
 const (
 	ccSetFile   = "public, no-cache"
 	ccImmutable = "public, max-age=31536000, immutable"
-	ccSets      = "no-cache"
+	ccSets      = "public, max-age=5"
 )
 
 // Bounds of a Range header honoured; a larger one is ignored.
@@ -336,6 +337,12 @@ func (e *Edge) longPoll(ctx context.Context) {
 				// Answered at once without a change: the upstream does not
 				// hold long polls. Fall back to a slow loop.
 				wait = e.cfg.Poll
+			default:
+				// 304: unchanged. A master over its waiter limit or shutting
+				// down says when to come back.
+				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+					wait = time.Duration(min(s, 300)) * time.Second
+				}
 			}
 		}
 		if wait > 0 {
@@ -469,9 +476,19 @@ func (e *Edge) serveNotify(w http.ResponseWriter, r *http.Request) error {
 // before its first bytes arrived) and never from the host's mime.types (the
 // same file must get the same header on every edge).
 func contentType(p string) string {
-	switch path.Ext(p) {
-	case ".conf", ".txt":
+	switch strings.ToLower(path.Ext(p)) {
+	case ".conf", ".txt", ".asc":
 		return "text/plain; charset=utf-8"
+	case ".json":
+		return "application/json"
+	case ".xz", ".txz":
+		return "application/x-xz"
+	case ".zst", ".tzst":
+		return "application/zstd"
+	case ".gz", ".tgz":
+		return "application/gzip"
+	case ".html":
+		return "text/html; charset=utf-8"
 	}
 	return "application/octet-stream"
 }

@@ -18,6 +18,13 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
 
+// Response headers naming what was served (the master's).
+const (
+	hdrSet   = "X-Pkgcdn-Set"
+	hdrSetID = "X-Pkgcdn-Set-Id"
+	hdrGrace = "X-Pkgcdn-Grace"
+)
+
 // Cache-Status values (RFC 9211).
 const (
 	csHit         = "pkgcdn; hit"
@@ -43,11 +50,16 @@ func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 	switch t.Kind {
 	case route.SetFile:
 		st := snap.sets[t.Set]
-		ent, ok := st.lookup(t.Path)
+		ent, id, ok := st.lookup(t.Path)
 		if !ok {
 			return fmt.Errorf("%w: %s not in set %s", route.ErrNotFound, t.Path, t.Set)
 		}
-		w.Header().Set("X-Pkgcdn-Set-Id", st.live.ID.String())
+		h := w.Header()
+		h.Set(hdrSet, t.Set)
+		h.Set(hdrSetID, id.String())
+		if id != st.live.ID {
+			h.Set(hdrGrace, st.live.ID.String()) // as the master: served from an older set
+		}
 		return e.serveObject(w, r, object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(),
 			ctype: contentType(t.Path), cc: ccSetFile, inSet: true})
 	case route.Object:

@@ -39,18 +39,19 @@ type setState struct {
 	older     []*manifest.Manifest // newest first, at most graceDepth
 }
 
-// lookup maps path to its entry: the live manifest first, then (grace) the
-// older ones for a path the live set dropped.
-func (s *setState) lookup(path string) (manifest.Entry, bool) {
+// lookup maps path to its entry and the ID of the set it was found in: the
+// live manifest first, then (grace) the older ones for a path the live set
+// dropped.
+func (s *setState) lookup(path string) (manifest.Entry, setid.ID, bool) {
 	if e, ok := s.live.Lookup(path); ok {
-		return e, true
+		return e, s.live.ID, true
 	}
 	for _, m := range s.older {
 		if e, ok := m.Lookup(path); ok {
-			return e, true
+			return e, m.ID, true
 		}
 	}
-	return manifest.Entry{}, false
+	return manifest.Entry{}, setid.ID{}, false
 }
 
 // snapshot is everything a request needs to be answered from one set. It is
