@@ -248,7 +248,7 @@ build() {
 		local help
 		help=$("$BIN/pkgserve" --help 2>&1)
 		if grep -q -- '--root' <<<"$help"; then HAVE_SERVE=1; fi
-		if grep -q -- '--edge' <<<"$help"; then HAVE_EDGE=1; fi
+		if grep -q -- '--cache-dir' <<<"$help"; then HAVE_EDGE=1; fi # the flag set of a built edge
 		if grep -q -- '--notify' <<<"$help"; then HAVE_NOTIFY=1; fi
 		if grep -q -- '--long-poll' <<<"$help"; then HAVE_LONGPOLL_FLAG=1; fi
 	fi
