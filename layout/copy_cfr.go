@@ -12,35 +12,22 @@ import (
 // copyFileRangeLoop drives one copy_file_range implementation over size
 // bytes (plus one, to notice a source longer than announced).
 func copyFileRangeLoop(dst, src *os.File, size int64, cfr func(dfd, sfd int, n int) (int, error)) (bool, error) {
-	sconn, err := src.SyscallConn()
-	if err != nil {
-		return false, nil
-	}
-	dconn, err := dst.SyscallConn()
-	if err != nil {
-		return false, nil
-	}
 	var done int64
 	want := size + 1
 	for done < want {
 		chunk := int(min(want-done, 1<<30))
 		var n int
 		var cerr error
-		rerr := sconn.Control(func(sfd uintptr) {
-			werr := dconn.Control(func(dfd uintptr) {
-				for {
-					n, cerr = cfr(int(dfd), int(sfd), chunk)
-					if !errors.Is(cerr, unix.EINTR) {
-						return
-					}
+		err := withFds(dst, src, func(dfd, sfd int) {
+			for {
+				n, cerr = cfr(dfd, sfd, chunk)
+				if !errors.Is(cerr, unix.EINTR) {
+					return
 				}
-			})
-			if cerr == nil {
-				cerr = werr
 			}
 		})
 		if cerr == nil {
-			cerr = rerr
+			cerr = err
 		}
 		if cerr != nil {
 			if done == 0 && fallback(cerr) {
@@ -67,4 +54,24 @@ func copyFileRangeLoop(dst, src *os.File, size int64, cfr func(dfd, sfd int, n i
 func fallback(err error) bool {
 	return errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
 		errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EBADF)
+}
+
+// withFds runs f with the descriptors of dst and src, kept open meanwhile.
+func withFds(dst, src *os.File, f func(dfd, sfd int)) error {
+	sconn, err := src.SyscallConn()
+	if err != nil {
+		return err
+	}
+	dconn, err := dst.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var inner error
+	err = sconn.Control(func(sfd uintptr) {
+		inner = dconn.Control(func(dfd uintptr) { f(int(dfd), int(sfd)) })
+	})
+	if err == nil {
+		err = inner
+	}
+	return err
 }

@@ -4,5 +4,8 @@ package layout
 
 import "os"
 
-// copyFileRange has no kernel copy to offer here: the caller copies in user space.
+// defaultCopyMethods: no in-kernel copy here; PutFile copies in user space.
+var defaultCopyMethods []copyMethod
+
+// copyFileRange has no kernel copy to offer here.
 func copyFileRange(dst, src *os.File, size int64) (bool, error) { return false, nil }

@@ -191,9 +191,9 @@ func TestPutFile(t *testing.T) {
 	content := bytes.Repeat([]byte("0123456789abcdef"), 100_000) // 1.6 MB: several copy chunks
 	d := digest.Sum(content)
 	for _, method := range []struct {
-		name string
-		cfr  bool
-	}{{"copy_file_range", true}, {"userspace", false}} {
+		name    string
+		methods []copyMethod
+	}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
 		for _, tc := range []struct {
 			name    string
 			src     []byte
@@ -207,9 +207,9 @@ func TestPutFile(t *testing.T) {
 			{"empty file", nil, 0, new(*digest.MismatchError)},
 		} {
 			t.Run(method.name+"/"+tc.name, func(t *testing.T) {
-				old := useCopyFileRange
-				useCopyFileRange = method.cfr
-				t.Cleanup(func() { useCopyFileRange = old })
+				old := copyMethods
+				copyMethods = method.methods
+				t.Cleanup(func() { copyMethods = old })
 				r := newRoot(t)
 				src := filepath.Join(t.TempDir(), "src.pkg")
 				if err := os.WriteFile(src, tc.src, 0o644); err != nil {

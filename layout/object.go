@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -141,26 +142,35 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// copyVerify copies size bytes from src to dst and verifies them: with
-// copy_file_range where it works, then re-reading dst (what was really
-// written, so also a source changed in the meantime is caught); else with
-// read/write through a digest.Verifier.
+// copyMethod is one way to copy size bytes from src to dst in the kernel.
+// It reports false, having changed nothing, if it cannot copy these files
+// (old kernel, files on two filesystems, a filesystem without clones).
+type copyMethod func(dst, src *os.File, size int64) (bool, error)
+
+// copyMethods are the in-kernel copies PutFile tries, cheapest first, before
+// a user-space copy. Set per system in copy_*.go (and by benchmarks).
+var copyMethods = defaultCopyMethods
+
+// copyVerify copies size bytes from src to dst and verifies them. After an
+// in-kernel copy it re-reads dst: that checks what was really written (also
+// a source changed meanwhile), and reads pages the copy left in the cache.
+// A user-space copy hashes as it copies.
 func copyVerify(dst, src *os.File, d digest.SHA256, size int64) error {
-	if useCopyFileRange {
-		ok, err := copyFileRange(dst, src, size)
+	for _, m := range copyMethods {
+		ok, err := m(dst, src, size)
 		if err != nil {
 			return err
 		}
 		if ok {
-			return verifyWritten(dst, src, d, size)
+			return verifyWritten(dst, d, size)
 		}
 	}
 	return userCopy(dst, src, d, size)
 }
 
-// useCopyFileRange selects the in-kernel copy where it exists; benchmarks
-// switch it to compare.
-var useCopyFileRange = true
+// copyBufs holds the buffers of user-space copies and re-reads: large
+// enough that a syscall moves much data, too large to allocate per file.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // userCopy copies src to dst in user space, hashing the bytes it copies.
 func userCopy(dst, src *os.File, d digest.SHA256, size int64) error {
@@ -173,19 +183,21 @@ func userCopy(dst, src *os.File, d digest.SHA256, size int64) error {
 	if err := dst.Truncate(0); err != nil {
 		return err
 	}
-	buf := make([]byte, 1<<20)
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
 	// io.CopyBuffer would hand the copy to (*os.File).ReadFrom, i.e. the
 	// kernel; hide both ends' other methods to keep it in user space.
-	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{digest.NewVerifier(src, d, size)}, buf)
+	_, err := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{digest.NewVerifier(src, d, size)}, *buf)
 	return err
 }
 
-// verifyWritten checks that dst holds exactly size bytes hashing to d (the
-// copy asked for one byte more than size, so a longer source shows as a
-// longer dst).
-func verifyWritten(dst, src *os.File, d digest.SHA256, size int64) error {
+// verifyWritten checks that dst holds exactly size bytes hashing to d (a
+// copy copies one byte more than size if there is one, or the whole file, so
+// a longer source shows as a longer dst).
+func verifyWritten(dst *os.File, d digest.SHA256, size int64) error {
 	v := digest.NewVerifier(io.NewSectionReader(dst, 0, size+1), d, size)
-	buf := make([]byte, 1<<20)
-	_, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{v}, buf)
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	_, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{v}, *buf)
 	return err
 }

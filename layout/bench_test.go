@@ -1,0 +1,130 @@
+package layout
+
+import (
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// BenchmarkPutFile compares copy_file_range plus a re-read of what was
+// written with a user-space copy that hashes while it copies.
+func BenchmarkPutFile(b *testing.B) {
+	for _, size := range []int{64 << 10, 16 << 20} {
+		content := make([]byte, size)
+		_, _ = rand.Read(content)
+		d := digest.Sum(content)
+		src := filepath.Join(b.TempDir(), "src.pkg")
+		if err := os.WriteFile(src, content, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range []struct {
+			name    string
+			methods []copyMethod
+		}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
+			b.Run(fmt.Sprintf("%s/%dKiB", m.name, size>>10), func(b *testing.B) {
+				old := copyMethods
+				copyMethods = m.methods
+				b.Cleanup(func() { copyMethods = old })
+				r := newRoot(b)
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					if err := r.PutFile(d, int64(size), src); err != nil {
+						b.Fatal(err)
+					}
+					if err := os.Remove(r.ObjectPath(d)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkCommit commits sets of 30,000 files whose objects are present:
+// verifying, 30,000 hardlinks, the directory fsyncs, the swap, SETS.
+func BenchmarkCommit(b *testing.B) {
+	const n = 30_000
+	r := newRoot(b)
+	k := newKeys(b, b.TempDir())
+	entries := make([]manifest.Entry, n)
+	for i := range entries {
+		content := []byte(fmt.Sprintf("package %d\n", i))
+		d := digest.Sum(content)
+		// Straight into objects/: the benchmark is about Commit, and
+		// 30,000 fsyncs of PutObject would take minutes.
+		if err := os.WriteFile(r.ObjectPath(d), content, 0o444); err != nil {
+			b.Fatal(err)
+		}
+		entries[i] = manifest.Entry{Path: fmt.Sprintf("All/pkg-%05d.pkg", i), Size: int64(len(content)), SHA256: d}
+	}
+	var prev setid.ID
+	id := setid.FromTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx := b.Context()
+	unlock, err := r.Lock(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unlock()
+	for b.Loop() {
+		b.StopTimer()
+		for i := range entries {
+			entries[i].Modified = id
+		}
+		m := &manifest.Manifest{Set: set1, ID: id, Previous: prev, Created: time.Now().UTC(),
+			Expires: time.Now().Add(time.Hour), Entries: entries}
+		c := signCommit(b, r, k, m)
+		b.StartTimer()
+		if err := r.Commit(ctx, c, k.v, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		prev, id = id, setid.Next(id, id.Time())
+	}
+}
+
+// BenchmarkCopyVerify isolates the copy and its check from PutFile's fsync,
+// which dominates PutFile on most disks.
+func BenchmarkCopyVerify(b *testing.B) {
+	for _, size := range []int{64 << 10, 16 << 20} {
+		content := make([]byte, size)
+		_, _ = rand.Read(content)
+		d := digest.Sum(content)
+		dir := b.TempDir()
+		srcPath := filepath.Join(dir, "src.pkg")
+		if err := os.WriteFile(srcPath, content, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		for _, m := range []struct {
+			name    string
+			methods []copyMethod
+		}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
+			b.Run(fmt.Sprintf("%s/%dKiB", m.name, size>>10), func(b *testing.B) {
+				old := copyMethods
+				copyMethods = m.methods
+				b.Cleanup(func() { copyMethods = old })
+				b.SetBytes(int64(size))
+				for b.Loop() {
+					src, err := os.Open(srcPath)
+					if err != nil {
+						b.Fatal(err)
+					}
+					dst, err := os.Create(filepath.Join(dir, "dst"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					if err := copyVerify(dst, src, d, int64(size)); err != nil {
+						b.Fatal(err)
+					}
+					src.Close()
+					dst.Close()
+				}
+			})
+		}
+	}
+}
