@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
@@ -37,6 +38,7 @@ const (
 	DefaultStickyFor        = time.Minute
 	DefaultLongPollTimeout  = 55 * time.Second
 	DefaultPrefetch         = 4
+	DefaultMaxWaiters       = 10000
 )
 
 // Cache-Control values, the same as the master's.
@@ -104,6 +106,12 @@ type Config struct {
 	// Prefetch is how many catalogue files are filled at once after a set
 	// switch. If zero, 4; if negative, no prefetch.
 	Prefetch int
+	// MaxWaiters caps concurrent downstream ?wait= long-polls; beyond it a
+	// long-poll is answered 304 at once with Retry-After. If zero, 10000.
+	MaxWaiters int
+	// Health, if set, is told when the edge is degraded (a live manifest
+	// expired, the upstream unreachable) and when it recovers (/healthz).
+	Health *httpserve.Health
 	// Registerer, if set, gets the edge's Prometheus metrics.
 	Registerer prometheus.Registerer
 	// Logger receives events. If nil, nothing is logged.
@@ -131,6 +139,10 @@ type Edge struct {
 	stop    chan struct{} // closed by ReleaseWaiters
 	stopped sync.Once
 	bg      sync.WaitGroup // prefetches
+	waiters atomic.Int64   // downstream long-polls held
+
+	degradedMu   sync.Mutex      // guards degradedKeys
+	degradedKeys map[string]bool // Health keys set by the last update
 }
 
 // New checks cfg, loads what a previous run verified, and returns an Edge
@@ -165,6 +177,9 @@ func New(cfg Config) (*Edge, error) {
 	}
 	if cfg.Prefetch == 0 {
 		cfg.Prefetch = DefaultPrefetch
+	}
+	if cfg.MaxWaiters == 0 {
+		cfg.MaxWaiters = DefaultMaxWaiters
 	}
 	e := &Edge{cfg: cfg, log: cfg.Logger, now: cfg.Clock,
 		kick: make(chan struct{}, 1), stop: make(chan struct{})}
@@ -296,11 +311,41 @@ func (e *Edge) update(ctx context.Context) {
 	} else if e.cfg.SetIDURL != "" {
 		err = e.pollSetID(ctx)
 	}
-	if err != nil && ctx.Err() == nil {
-		e.log.Warn("upstream update failed", "err", err)
+	if ctx.Err() != nil {
+		return
 	}
-	for _, d := range e.Degraded() {
-		e.log.Warn("degraded", "err", d)
+	reasons := map[string]string{}
+	if err != nil {
+		e.log.Warn("upstream update failed", "err", err)
+		reasons["edge-upstream"] = "upstream update failed: " + err.Error()
+	}
+	now := e.now()
+	for name, st := range e.snap.Load().sets {
+		if st.live.Expired(now) {
+			reasons["edge-expired:"+name] = fmt.Sprintf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339))
+			e.log.Warn("live manifest expired; still serving", "set", name, "set_id", st.live.ID.String())
+		}
+	}
+	e.setHealth(reasons)
+}
+
+// setHealth reports the degraded conditions of the last update to
+// Config.Health, clearing the ones that went away.
+func (e *Edge) setHealth(reasons map[string]string) {
+	e.degradedMu.Lock()
+	defer e.degradedMu.Unlock()
+	h := e.cfg.Health
+	for k := range e.degradedKeys {
+		if _, ok := reasons[k]; !ok && h != nil {
+			h.ClearDegraded(k)
+		}
+	}
+	e.degradedKeys = map[string]bool{}
+	for k, v := range reasons {
+		e.degradedKeys[k] = true
+		if h != nil {
+			h.SetDegraded(k, v)
+		}
 	}
 }
 

@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"net/http"
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
@@ -18,6 +21,7 @@ type metrics struct {
 	notices         *prometheus.CounterVec
 	setID           *prometheus.GaugeVec
 	setLag          *prometheus.GaugeVec
+	responses       *prometheus.CounterVec // by status code
 	degraded        prometheus.GaugeFunc
 	generation      prometheus.GaugeFunc
 }
@@ -58,6 +62,10 @@ func newMetrics(e *Edge) *metrics {
 			Help: "How far the live set ID is behind the upstream's newest verified SETS entry.",
 		}, []string{"set"}),
 	}
+	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pkgcdn_edge_http_responses_total",
+		Help: "Responses by status code.",
+	}, []string{"code"})
 	m.degraded = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pkgcdn_edge_degraded",
 		Help: "1 if a live manifest expired (still served), else 0.",
@@ -76,7 +84,7 @@ func newMetrics(e *Edge) *metrics {
 
 func (m *metrics) register(r prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{cacheCollector{m.e.cfg.Cache}, m.requests, m.bytesCache, m.bytesUpstream, m.upstreamFetches,
-		m.verifyFailures, m.notices, m.setID, m.setLag, m.degraded, m.generation} {
+		m.verifyFailures, m.notices, m.responses, m.setID, m.setLag, m.degraded, m.generation} {
 		if err := r.Register(c); err != nil {
 			return err
 		}
@@ -135,4 +143,9 @@ func (cc cacheCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(d.desc, t, float64(d.get(st)))
 	}
+}
+
+// Observe counts one response; pass it as httpserve.Config.Observe.
+func (e *Edge) Observe(r *http.Request, status int, bytes int64, h http.Header) {
+	e.met.responses.WithLabelValues(strconv.Itoa(status)).Inc()
 }

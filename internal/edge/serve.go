@@ -165,10 +165,14 @@ func (e *Edge) fetchObject(o object) func(ctx context.Context) (io.ReadCloser, c
 }
 
 func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot, sig bool) error {
-	if wait := r.URL.Query().Get("wait"); wait != "" && !sig {
-		snap = e.waitSets(r, snap, strings.Trim(wait, `"`))
+	if wait := r.URL.Query().Get("wait"); wait != "" && !sig && snap.etag != "" {
+		snap = e.waitSets(r, snap, strings.Trim(strings.TrimPrefix(wait, "W/"), `"`))
 		if snap == nil {
-			w.Header().Set("ETag", e.snap.Load().etag)
+			// Unchanged (timeout, shutdown, too many waiters): as the master.
+			h := w.Header()
+			h.Set("ETag", e.snap.Load().etag)
+			h.Set("Cache-Control", ccSets)
+			h.Set("Retry-After", "5")
 			w.WriteHeader(http.StatusNotModified)
 			return nil
 		}
@@ -193,6 +197,14 @@ func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot,
 // waitSets holds a long-poll until the served SETS differs from etag, the
 // client leaves, shutdown starts or LongPollTimeout passes (nil: unchanged).
 func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) *snapshot {
+	if strings.Trim(snap.etag, `"`) != etag {
+		return snap
+	}
+	if n := e.waiters.Add(1); n > int64(e.cfg.MaxWaiters) {
+		e.waiters.Add(-1)
+		return nil
+	}
+	defer e.waiters.Add(-1)
 	t := time.NewTimer(e.cfg.LongPollTimeout)
 	defer t.Stop()
 	for strings.Trim(snap.etag, `"`) == etag {

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/edge"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+)
+
+// edgeFlags are the mirror's own flags.
+func edgeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "upstream", EnvVars: env("upstream"),
+			Usage: "base URL of the upstream master, edge or plain HTTP mirror (edge; required; repeatable: tried in order, failing over)"},
+		&cli.StringFlag{Name: "cache-dir", EnvVars: env("cache-dir"),
+			Usage: "directory of the edge's disk cache and its verified SETS and manifests (edge; required)"},
+		&cli.StringFlag{Name: "cache-size", Value: "10GiB", EnvVars: env("cache-size"),
+			Usage: "bound of the disk cache, bytes with a binary unit: 500MiB, 50GiB, 10G"},
+		&cli.DurationFlag{Name: "poll", Value: edge.DefaultPoll, EnvVars: env("poll"),
+			Usage: "interval of re-reading the upstream's SETS (or --set-id-url) besides long-polls and notices"},
+		&cli.StringFlag{Name: "set-id-url", EnvVars: env("set-id-url"),
+			Usage: "plain mode: URL (or a path on the upstream, \"/SETID\") whose change means a new set; cached files are fresh until it changes (default: RFC 9111 freshness)"},
+		&cli.DurationFlag{Name: "notify-rate", Value: edge.DefaultNotifyInterval, EnvVars: env("notify-rate"),
+			Usage: "least interval between two re-reads of the upstream caused by notices or long-polls"},
+		&cli.StringFlag{Name: "upstream-ca", EnvVars: env("upstream-ca"),
+			Usage: "PEM CA bundle that verifies https upstreams instead of the system roots"},
+		&cli.DurationFlag{Name: "first-byte-timeout", Value: edge.DefaultFirstByteTimeout, EnvVars: env("first-byte-timeout"),
+			Usage: "how long an upstream may take to answer before the next one is tried (below pkg's 30s)"},
+		&cli.BoolFlag{Name: "no-long-poll", EnvVars: env("no-long-poll"),
+			Usage: "do not hold a long-poll on the upstream's /.pkgcdn/sets (rely on --poll and notices)"},
+		&cli.IntFlag{Name: "prefetch", Value: edge.DefaultPrefetch, EnvVars: env("prefetch"),
+			Usage: "catalogue files fetched at once after a set switch; -1 disables prefetch"},
+	}
+}
+
+// runEdge runs the mirror: edge.Edge over a cache.Cache behind serveMain.
+func runEdge(c *cli.Context) (err error) {
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	ups := c.StringSlice("upstream")
+	if len(ups) == 0 {
+		return usagef("--edge needs at least one --upstream URL")
+	}
+	for _, u := range ups {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return usagef("--upstream %q: want an http:// or https:// URL", u)
+		}
+	}
+	dir := c.String("cache-dir")
+	if dir == "" {
+		return usagef("--edge needs --cache-dir")
+	}
+	size, err := edge.ParseSize(c.String("cache-size"))
+	if err != nil || size <= 0 {
+		return usagef("--cache-size %q: want a size like 500MiB or 50GiB", c.String("cache-size"))
+	}
+	if c.Duration("poll") <= 0 || c.Duration("notify-rate") < 0 || c.Duration("first-byte-timeout") < 0 {
+		return usagef("--poll must be positive; --notify-rate and --first-byte-timeout not negative")
+	}
+	var verifier *sign.Verifier
+	if keys := c.StringSlice("trusted-key"); len(keys) > 0 {
+		if verifier, err = sign.NewVerifier(keys...); err != nil {
+			return usageError{err}
+		}
+		if c.String("set-id-url") != "" {
+			return usagef("--set-id-url is for plain mode; with --trusted-key the edge follows the upstream's signed SETS")
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cache dir: %w", err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	health := new(httpserve.Health)
+	start := time.Now()
+	ch, err := cache.New(cache.Config{Dir: filepath.Join(dir, "data"), MaxBytes: size, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, ch.Close()) }()
+	e, err := edge.New(edge.Config{
+		Upstreams:        ups,
+		Verifier:         verifier,
+		Cache:            ch,
+		StateDir:         filepath.Join(dir, "state"),
+		UpstreamCAFile:   c.String("upstream-ca"),
+		FirstByteTimeout: c.Duration("first-byte-timeout"),
+		Poll:             c.Duration("poll"),
+		NoLongPoll:       c.Bool("no-long-poll"),
+		LongPollTimeout:  c.Duration("long-poll-timeout"),
+		MaxWaiters:       c.Int("max-waiters"),
+		SetIDURL:         c.String("set-id-url"),
+		NotifyInterval:   c.Duration("notify-rate"),
+		Prefetch:         c.Int("prefetch"),
+		Health:           health,
+		Registerer:       reg,
+		Logger:           log,
+	})
+	if err != nil {
+		return err
+	}
+	mode := "plain"
+	if verifier != nil {
+		mode = "manifest"
+	}
+	log.Info("edge starting", "mode", mode, "upstream", ups[0], "upstreams", len(ups), "cache", dir,
+		"bytes", size, "dur", time.Since(start))
+	g, ctx := errgroup.WithContext(c.Context)
+	g.Go(func() error { return e.Run(ctx) })
+	g.Go(func() error {
+		return serveMain(ctx, c, serveOpts{
+			Handler:    e,
+			Observe:    e.Observe,
+			OnShutdown: e.ReleaseWaiters,
+			Health:     health,
+			Gatherer:   reg,
+			Logger:     log,
+		})
+	})
+	err = g.Wait()
+	log.Info("edge stopped")
+	return err
+}
