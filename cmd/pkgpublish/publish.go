@@ -1,0 +1,148 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pkgcdn/pkgcdn/internal/publish"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// validFlag is the --valid flag of publish, rollback and refresh.
+func validFlag() cli.Flag {
+	return &cli.StringFlag{Name: "valid", Value: fmt.Sprintf("%dd", manifest.DefaultValidity/(24*time.Hour)), EnvVars: envs("valid"),
+		Usage: "how long the new manifest stays valid (e.g. 30d, 720h)"}
+}
+
+func keyFlag() cli.Flag {
+	return &cli.StringFlag{Name: "key", EnvVars: envs("key"), Usage: "private key file made by keygen (required)"}
+}
+
+func setNameFlag(usage string) cli.Flag {
+	return &cli.StringFlag{Name: "set", EnvVars: envs("set"), Usage: usage}
+}
+
+func rootFlag() cli.Flag {
+	return &cli.StringFlag{Name: "root", EnvVars: envs("root"), Usage: "repository root directory"}
+}
+
+func (e *env) publishCmd() *cli.Command {
+	return &cli.Command{
+		Name:      "publish",
+		Usage:     "publish SRCDIR as the new content of a set; prints the set ID",
+		ArgsUsage: "SRCDIR",
+		Description: "Hashes SRCDIR (in parallel, skipping files whose size, mtime, inode and ctime are " +
+			"cached from the last run), sends only the objects the target lacks, signs the manifest and SETS, " +
+			"and switches the set. If nothing changed, no set is made and the live set ID is printed. " +
+			"Exactly one of --root (local) and --master (remote) names the target.",
+		Flags: []cli.Flag{
+			rootFlag(),
+			&cli.StringFlag{Name: "master", EnvVars: envs("master"), Usage: "base URL of a pkgcdn master to publish to"},
+			&cli.StringFlag{Name: "token-file", EnvVars: envs("token-file"), Usage: "file holding the master's upload token (with --master)"},
+			setNameFlag("set name, e.g. FreeBSD:14:amd64/latest (required)"),
+			keyFlag(),
+			validFlag(),
+			&cli.IntFlag{Name: "jobs", Value: 4, EnvVars: envs("jobs"), Usage: "objects sent at once (uploads with --master, copies with --root: 0 means 8)"},
+			&cli.IntFlag{Name: "hash-workers", EnvVars: envs("hash-workers"), Usage: "files hashed at once (0: one per CPU)"},
+			&cli.StringFlag{Name: "hash-cache", EnvVars: envs("hash-cache"),
+				Usage: "hash cache file (default: $XDG_CACHE_HOME/pkgcdn/ or ~/.cache/pkgcdn/, named after SRCDIR)"},
+			&cli.BoolFlag{Name: "no-hash-cache", EnvVars: envs("no-hash-cache"), Usage: "read and hash every file, keep no cache"},
+			&cli.IntFlag{Name: "retries", Value: 5, EnvVars: envs("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
+		},
+		Action: e.publish,
+	}
+}
+
+func (e *env) publish(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return usagef("want exactly one SRCDIR, got %d arguments", c.NArg())
+	}
+	src := c.Args().First()
+	cfg, err := e.publishConfig(c)
+	if err != nil {
+		return err
+	}
+	switch {
+	case c.String("hash-cache") != "" && c.Bool("no-hash-cache"):
+		return usagef("--hash-cache and --no-hash-cache exclude each other")
+	case c.String("hash-cache") != "":
+		cfg.HashCache = c.String("hash-cache")
+	case !c.Bool("no-hash-cache"):
+		if cfg.HashCache, err = publish.DefaultHashCachePath(src); err != nil {
+			return err
+		}
+	}
+	if c.Int("jobs") < 0 || c.Int("hash-workers") < 0 {
+		return usagef("--jobs and --hash-workers must not be negative")
+	}
+	cfg.Jobs, cfg.HashWorkers = c.Int("jobs"), c.Int("hash-workers")
+
+	var res publish.Result
+	switch root, master := c.String("root"), c.String("master"); {
+	case (root == "") == (master == ""):
+		return usagef("give exactly one of --root and --master")
+	case root != "":
+		r, err := openRoot(c)
+		if err != nil {
+			return err
+		}
+		res, err = publish.PublishLocal(c.Context, cfg, r, src)
+		if err != nil {
+			return err
+		}
+	default:
+		if c.String("token-file") == "" {
+			return usagef("--master needs --token-file")
+		}
+		tok, err := os.ReadFile(c.String("token-file"))
+		if err != nil {
+			return fmt.Errorf("token: %w", err)
+		}
+		retries := c.Int("retries")
+		if retries == 0 {
+			retries = -1 // ClientConfig: negative is none, zero the default
+		}
+		client, err := publish.NewClient(publish.ClientConfig{URL: master, Token: strings.TrimSpace(string(tok)),
+			Retries: retries, Logger: e.log})
+		if err != nil {
+			return err
+		}
+		res, err = publish.PublishRemote(c.Context, cfg, client, src)
+		if err != nil {
+			return err
+		}
+	}
+	e.logResult(res)
+	_, err = fmt.Fprintln(e.stdout, res.ID)
+	return err
+}
+
+// publishConfig builds the Config common to publish, rollback and refresh.
+func (e *env) publishConfig(c *cli.Context) (publish.Config, error) {
+	set, err := setFlag(c)
+	if err != nil {
+		return publish.Config{}, err
+	}
+	valid, err := durationFlag(c, "valid")
+	if err != nil {
+		return publish.Config{}, err
+	}
+	s, err := signer(c)
+	if err != nil {
+		return publish.Config{}, err
+	}
+	return publish.Config{Set: set, Signer: s, Valid: valid, Logger: e.log, Progress: e.progress()}, nil
+}
+
+func (e *env) logResult(res publish.Result) {
+	if !res.New {
+		e.log.Info("no change: live set kept", "set", res.Set, "set_id", res.ID)
+		return
+	}
+	e.log.Info("set published", "set", res.Set, "set_id", res.ID, "previous", res.Previous.String(),
+		"files", res.Files, "bytes", res.Bytes, "hashed_bytes", res.Hash.Bytes, "sent", res.Sent, "sent_bytes", res.SentSize)
+}

@@ -1,0 +1,70 @@
+package publish
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// ErrRefreshUnsupported means the layout package in this build cannot
+// replace the manifest of an existing set.
+var ErrRefreshUnsupported = errors.New("refresh: the repository layout cannot re-sign a set in place yet")
+
+// manifestReplacer is the layout method Refresh needs: like Commit, but for
+// the live set's own ID, with a manifest that differs only in its expiry.
+type manifestReplacer interface {
+	Refresh(ctx context.Context, c layout.Commit, v *sign.Verifier, now time.Time) error
+}
+
+// Refresh re-signs the live manifest of cfg.Set with Expires = now +
+// cfg.Valid, keeping its set ID, files and Created time, and re-signs SETS
+// to name the new manifest bytes.
+func Refresh(ctx context.Context, cfg Config, root *layout.Root) (res Result, err error) {
+	if err := cfg.check(); err != nil {
+		return Result{}, err
+	}
+	rep, ok := any(root).(manifestReplacer)
+	if !ok {
+		return Result{}, ErrRefreshUnsupported
+	}
+	unlock, err := root.Lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer func() { err = errors.Join(err, unlock()) }()
+	v, err := cfg.verifier()
+	if err != nil {
+		return Result{}, err
+	}
+	st, err := readLocal(root, cfg.Set)
+	if err != nil {
+		return Result{}, err
+	}
+	if st.announced == nil {
+		return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, layout.ErrNotFound)
+	}
+	if st.live != st.announced.ID {
+		return Result{}, fmt.Errorf("refresh %s: live set %s is not the one SETS announces (%s): rerun publish first",
+			cfg.Set, st.live, st.announced.ID)
+	}
+	now := cfg.now()
+	m := *st.announced
+	m.Expires = now.Truncate(time.Second).Add(cfg.valid())
+	data, sig, err := m.Sign(cfg.Signer)
+	if err != nil {
+		return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
+	}
+	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
+	c := layout.Commit{Manifest: &m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
+	if err := rep.Refresh(ctx, c, v, now); err != nil {
+		return Result{}, err
+	}
+	return Result{Set: cfg.Set, ID: m.ID, Previous: m.Previous, Files: len(m.Entries), Bytes: m.TotalSize()}, nil
+}
