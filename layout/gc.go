@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -112,14 +113,21 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 		}
 	}
 
-	// Staging holds only Commit's and GC's work, and both run under the
-	// Lock this caller holds: whatever is there is a leftover.
+	// Commit and GC work in staging/ only under the Lock this caller
+	// holds: their directories there are leftovers of a crash, whatever
+	// their age. Anything else goes once older than Grace.
 	stage := filepath.Join(r.Dir, stagingDir)
 	ents, err := os.ReadDir(stage)
 	if err != nil {
 		return rep, err
 	}
 	for _, e := range ents {
+		if !isWorkDir(e.Name()) {
+			fi, err := e.Info()
+			if err != nil || !old(fi.ModTime()) {
+				continue
+			}
+		}
 		if err := os.RemoveAll(filepath.Join(stage, e.Name())); err != nil {
 			return rep, err
 		}
@@ -281,4 +289,16 @@ func (r *Root) setBases() ([]string, error) {
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// isWorkDir reports whether a name in staging/ is one Commit (stagingName)
+// or GC (removeSet) makes.
+func isWorkDir(name string) bool {
+	name = strings.TrimPrefix(name, "gc-")
+	n := len(name) - len(setid.Layout)
+	if n < 2 || name[n-1] != '-' {
+		return false
+	}
+	_, err := setid.Parse(name[n:])
+	return err == nil && ValidateSetName(strings.ReplaceAll(name[:n-1], "!", "/")) == nil
 }

@@ -605,9 +605,13 @@ func TestGC(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Leftovers of crashes: a staging dir, an old and a young temp file.
-	if err := os.MkdirAll(filepath.Join(r.Dir, "staging", "x-20261101T000000Z", "All"), 0o755); err != nil {
-		t.Fatal(err)
+	for _, d := range []string{"FreeBSD:14:amd64!latest-20261101T000000Z/All", "gc-x-20261101T000000Z", "foreign-old", "foreign-young"} {
+		if err := os.MkdirAll(filepath.Join(r.Dir, "staging", d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chtimes(filepath.Join(r.Dir, "staging", d), now, now) // young: Commit's and GC's go anyway
 	}
+	_ = os.Chtimes(filepath.Join(r.Dir, "staging", "foreign-old"), old, old)
 	oldTemp := filepath.Join(r.Dir, ".tmp-SETS.123")
 	youngTemp := filepath.Join(filepath.Dir(r.ObjectPath(digest.Sum(fresh))), ".tmp-upload.456")
 	for _, p := range []string{oldTemp, youngTemp} {
@@ -637,8 +641,11 @@ func TestGC(t *testing.T) {
 	if rep.ObjectsRemoved != 4 || rep.BytesFreed != wantBytes {
 		t.Errorf("GC removed %d objects, %d bytes; want 4, %d", rep.ObjectsRemoved, rep.BytesFreed, wantBytes)
 	}
-	if rep.StagingRemoved != 2 {
-		t.Errorf("StagingRemoved = %d, want 2 (staging dir, old temp)", rep.StagingRemoved)
+	if rep.StagingRemoved != 4 {
+		t.Errorf("StagingRemoved = %d, want 4 (3 staging dirs, old temp)", rep.StagingRemoved)
+	}
+	if l := leftovers(t, r); !slices.Equal(l, []string{"objects/sha256/" + digest.Sum(fresh).String()[:2] + "/.tmp-upload.456", filepath.Join("staging", "foreign-young")}) {
+		t.Errorf("after GC: leftovers %q, want only the young ones", l)
 	}
 	if ids2, _ := r.SetIDs(set1); !slices.Equal(ids2, ids[3:]) {
 		t.Errorf("SetIDs after GC = %v, want %v", ids2, ids[3:])
