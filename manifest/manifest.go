@@ -209,6 +209,8 @@ func (m *Manifest) text() []byte {
 	fmt.Fprintf(&b, "%s\nset %s\nid %s\nprevious %s\ncreated %s\nexpires %s\nfiles %d\n",
 		header, m.Set, m.ID, prev, fmtTime(m.Created), fmtTime(m.Expires), len(m.Entries))
 	var num [20]byte
+	var lastMod setid.ID
+	var lastModText string
 	for _, e := range m.Entries {
 		var h [2 * digest.Size]byte
 		hex.Encode(h[:], e.SHA256[:])
@@ -216,7 +218,10 @@ func (m *Manifest) text() []byte {
 		b.WriteByte(' ')
 		b.Write(strconv.AppendInt(num[:0], e.Size, 10))
 		b.WriteByte(' ')
-		b.WriteString(e.Modified.String())
+		if e.Modified != lastMod {
+			lastMod, lastModText = e.Modified, e.Modified.String()
+		}
+		b.WriteString(lastModText)
 		b.WriteByte(' ')
 		b.WriteString(e.Path)
 		b.WriteByte('\n')
@@ -417,6 +422,8 @@ func parse(r io.Reader) (*Manifest, error) {
 	}
 	// Never trust the count for an allocation: grow as lines really arrive.
 	m.Entries = make([]Entry, 0, min(n, 1<<16))
+	var lastMod string
+	var lastModID setid.ID
 	for {
 		s, err := l.next()
 		if err == io.EOF {
@@ -439,9 +446,13 @@ func parse(r io.Reader) (*Manifest, error) {
 		if e.Size, err = strconv.ParseInt(f[1], 10, 64); err != nil || strconv.FormatInt(e.Size, 10) != f[1] {
 			return nil, fmt.Errorf("%w: line %d: bad size", ErrMalformed, l.n)
 		}
-		if e.Modified, err = setid.Parse(f[2]); err != nil {
+		// Most entries share a few modified IDs: parse each spelling once.
+		if f[2] == lastMod && !lastModID.IsZero() {
+			e.Modified = lastModID
+		} else if e.Modified, err = setid.Parse(f[2]); err != nil {
 			return nil, fmt.Errorf("%w: line %d: modified: %v", ErrMalformed, l.n, err)
 		}
+		lastMod, lastModID = f[2], e.Modified
 		e.Path = f[3]
 		m.Entries = append(m.Entries, e)
 		if err := m.checkEntry(len(m.Entries) - 1); err != nil {
