@@ -67,7 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func (e *env) app() *cli.App {
-	return &cli.App{
+	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+	app := &cli.App{
 		Name:    "pkgpublish",
 		Usage:   "publish package sets into a repository root or to a pkgcdn master",
 		Version: version.String(),
@@ -80,13 +81,15 @@ func (e *env) app() *cli.App {
 		},
 		Before:         e.setupLog,
 		ExitErrHandler: func(*cli.Context, error) {}, // run maps errors to exit codes
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return usageError{err}
-		},
+		OnUsageError:   onUsage,
 		Commands: []*cli.Command{
 			e.keygenCmd(), e.publishCmd(), e.verifyCmd(), e.listCmd(), e.gcCmd(), e.rollbackCmd(), e.refreshCmd(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = onUsage
+	}
+	return app
 }
 
 // envs returns the environment variable of a flag: PKGCDN_<FLAG>.
