@@ -37,7 +37,7 @@ const (
 
 func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 	snap := e.snap.Load() // once: the whole request is answered from one set
-	t, err := route.Parse(r.URL.Path, snap.isSet)
+	t, err := route.ParseURL(r.URL, snap.isSet)
 	if err != nil {
 		return err
 	}
