@@ -298,6 +298,26 @@ func (c *Client) Manifest(ctx context.Context, set string, id setid.ID) (data, s
 	return data, sig, nil
 }
 
+// CheckAuth asks an empty missing query, so a wrong token or URL fails
+// before a long hash rather than at the first upload.
+func (c *Client) CheckAuth(ctx context.Context) error {
+	return c.retry(ctx, "missing", func() error {
+		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), http.NoBody)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		resp, err := c.do(req, "missing", true)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10)) // empty by the protocol
+		return resp.Body.Close()
+	})
+}
+
 // Missing returns the subset of ds the master lacks, in order, asking in
 // batches of at most MaxMissingBatch.
 func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA256, error) {

@@ -28,6 +28,9 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err := cfg.check(); err != nil {
 		return Result{}, err
 	}
+	if err := c.CheckAuth(ctx); err != nil {
+		return Result{}, err
+	}
 	items, hst, err := prepare(ctx, &cfg, srcDir)
 	if err != nil {
 		return Result{}, err
