@@ -37,12 +37,14 @@ func Parse(s string) (ID, error) {
 	return ID{unix: t.Unix()}, nil
 }
 
-// FromTime returns the ID of t, truncated to the second.
+// FromTime returns the ID of t, truncated to the second. Only times from
+// 1970-01-01T00:00:01Z to 9999-12-31T23:59:59Z give IDs that Parse accepts.
 func FromTime(t time.Time) ID { return ID{unix: t.Unix()} }
 
 // Next returns the ID for a set published at now whose previous ID is prev:
 // now, or one second after prev if the clock has not moved past it, so IDs
-// only ever increase even if the build host's clock steps back.
+// only ever increase even if the build host's clock steps back. (Past
+// 9999-12-31T23:59:59Z the result no longer parses; no clock gets there.)
 func Next(prev ID, now time.Time) ID {
 	id := FromTime(now)
 	if !id.After(prev) {
@@ -100,9 +102,17 @@ func (id *ID) UnmarshalText(b []byte) error {
 // newer than held. Every place that switches a set calls it.
 func CheckAdvance(held, next ID) error {
 	if !next.After(held) {
-		return fmt.Errorf("%w: have %s, offered %s", ErrRollback, held, next)
+		return fmt.Errorf("%w: have %s, offered %s", ErrRollback, orNone(held), orNone(next))
 	}
 	return nil
+}
+
+// orNone returns id's spelling, or "none" for the zero ID.
+func orNone(id ID) string {
+	if id.IsZero() {
+		return "none"
+	}
+	return id.String()
 }
 
 // MaxNameLen bounds a set name.

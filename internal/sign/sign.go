@@ -128,6 +128,11 @@ func NewVerifier(keys ...string) (*Verifier, error) {
 				return nil, fmt.Errorf("trusted key file %s: %w", k, err)
 			}
 		}
+		if old, ok := v.keys[pk.ID()]; ok && !old.Equal(pk) {
+			// Signatures name their key by ID only: two trusted keys
+			// with one ID would make one of them silently useless.
+			return nil, fmt.Errorf("trusted keys %q and %s share key ID %016X", k, old.String(), pk.ID())
+		}
 		v.keys[pk.ID()] = pk
 	}
 	return v, nil

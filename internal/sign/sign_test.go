@@ -2,6 +2,7 @@ package sign
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"os"
 	"os/exec"
@@ -309,4 +310,21 @@ func TestStockMinisignInterop(t *testing.T) {
 			t.Errorf("Verify(stock signature) = %q, %v, want %q, nil", tc, err, "signed by stock")
 		}
 	})
+}
+
+func TestNewVerifierKeyIDCollision(t *testing.T) {
+	t.Parallel()
+	_, s := newKey(t)
+	raw, err := base64.StdEncoding.DecodeString(s.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[len(raw)-1] ^= 1 // same algorithm and key ID, other key bytes
+	twin := base64.StdEncoding.EncodeToString(raw)
+	if v, err := NewVerifier(s.Public(), twin); err == nil {
+		t.Errorf("NewVerifier(two keys with one ID) = %v, nil, want an error", v)
+	}
+	if _, err := NewVerifier(s.Public(), s.Public()); err != nil {
+		t.Errorf("NewVerifier(the same key twice) = %v, want nil", err)
+	}
 }
