@@ -16,12 +16,18 @@
 //	<sha256 hex> <size in bytes> <modified set ID> <path>
 //	...
 //
-// Entries are sorted by path (byte order) and unique. The path comes last, so
-// it may hold spaces; relpath.Validate forbids newlines and control bytes.
-// "modified" is the ID of the set in which that path last changed its content:
-// it is served as the file's Last-Modified.
+// Entries are sorted by path (byte order) and unique, and no path is also
+// the directory of another ("a" and "a/b"). The path comes last, so it may
+// hold spaces; relpath.Validate forbids newlines and control bytes. Numbers
+// have no sign or leading zero; the count is the number of entry lines.
+// "modified" is the ID of the set in which that path last changed its
+// content, at most the manifest's ID: it is served as the file's
+// Last-Modified.
 //
-// The same Manifest always encodes to the same bytes. The detached signature
+// The same Manifest always encodes to the same bytes, and Decode accepts no
+// other text for it ("\r\n", a missing last "\n", extra spaces, upper-case hex
+// are all ErrMalformed); it accepts any zstd framing of that text, up to
+// MaxDecodedBytes decompressed. The detached signature
 // (manifest.minisig) is a minisign signature of the compressed bytes whose
 // trusted comment is "pkgcdn-manifest set=<name> id=<ID> expires=<RFC 3339>",
 // so `minisign -Vm manifest -p key.pub` proves the set, ID and expiry.
