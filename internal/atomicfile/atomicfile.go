@@ -52,7 +52,7 @@ func Create(path string, perm os.FileMode) (*File, error) {
 func (f *File) Path() string { return f.path }
 
 // Commit makes the written bytes durable and visible under the final name:
-// fsync, chmod, close, rename, fsync of the directory. Close comes before the
+// chmod, fsync, close, rename, fsync of the directory. Close comes before the
 // rename because some systems refuse to rename an open file. If Commit fails
 // before the rename, the temp file is removed and the old file (if any) is
 // untouched; if only the final directory fsync fails, the new file is in
@@ -68,13 +68,14 @@ func (f *File) Commit() (err error) {
 			_ = os.Remove(f.File.Name())
 		}
 	}()
+	// Chmod before Sync, so the fsync makes the mode durable with the bytes.
+	if err := f.File.Chmod(f.perm); err != nil {
+		return err
+	}
 	if err := FaultHook("sync"); err != nil {
 		return err
 	}
 	if err := f.File.Sync(); err != nil {
-		return err
-	}
-	if err := f.File.Chmod(f.perm); err != nil {
 		return err
 	}
 	if err := f.File.Close(); err != nil {
