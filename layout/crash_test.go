@@ -120,6 +120,9 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 
 			for i, step := range steps {
 				t.Run(strconv.Itoa(i+1)+"-"+step, func(t *testing.T) {
+					// Parallel: the steps are independent, and mostly wait
+					// for fsync. Nothing here touches the fault hooks.
+					t.Parallel()
 					dir := t.TempDir()
 					if err := os.Mkdir(filepath.Join(dir, "root"), 0o755); err != nil {
 						t.Fatal(err)
