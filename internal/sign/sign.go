@@ -141,20 +141,25 @@ func NewVerifier(keys ...string) (*Verifier, error) {
 // maxPublicKeyBytes bounds a public key's text: a comment line and 56 base64 bytes.
 const maxPublicKeyBytes = 4096
 
-// parsePublicKey reads a key's base64 text, optionally preceded by an
-// "untrusted comment:" line and followed by more lines (minisign ignores
+// parsePublicKey reads a key's base64 text, optionally preceded by
+// "untrusted comment:" lines and followed by more lines (minisign ignores
 // them too); white space around each line does not matter.
 func parsePublicKey(b []byte) (minisign.PublicKey, error) {
 	var pk minisign.PublicKey
 	if len(b) > maxPublicKeyBytes {
 		return pk, errors.New("public key too long")
 	}
-	text := strings.TrimSpace(string(b))
-	first, rest, _ := strings.Cut(text, "\n")
-	if strings.HasPrefix(first, "untrusted comment:") {
-		first, _, _ = strings.Cut(strings.TrimSpace(rest), "\n")
+	// The key is the first line that is not a comment. (Skipping more than
+	// one comment line also reads the .pub files of earlier pkgcdn versions,
+	// which wrote two.)
+	var first string
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "untrusted comment:") {
+			first = line
+			break
+		}
 	}
-	first = strings.TrimSpace(first)
 	if first == "" {
 		return pk, errors.New("no public key")
 	}

@@ -130,6 +130,8 @@ func TestNewVerifierKeyForms(t *testing.T) {
 		{".pub file with CRLF", write("crlf.pub", strings.ReplaceAll(string(pubFile), "\n", "\r\n"))},
 		{".pub file without final newline", write("nonl.pub", strings.TrimSuffix(string(pubFile), "\n"))},
 		{"stock minisign comment", write("stock.pub", "untrusted comment: minisign public key "+s.KeyID()+"\n"+s.Public()+"\n")},
+		{"two comment lines (pkgcdn before the fix)", write("old.pub", "untrusted comment: pkgcdn public key X\nuntrusted comment: minisign public key: X\n"+s.Public()+"\n")},
+		{"blank line before the key", write("blank.pub", "untrusted comment: x\n\n"+s.Public()+"\n")},
 	}
 	sig := s.Sign([]byte("msg"), "tc")
 	for _, tt := range tests {
