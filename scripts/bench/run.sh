@@ -153,9 +153,11 @@ nginx_hwm() {
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 now() { date +%s.%N; }
 since() { calc "$(now) - $1" 3; }
+# secs T: "T s", or T itself when it is not a number ("failed").
+secs() { if [[ $1 =~ ^[0-9.]+$ ]]; then echo "$1 s"; else echo "$1"; fi; }
 # ratio A B: A/B with two decimals and "×", or "—" when either is missing.
 ratio() {
-	if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !($2 > 0) }"; then
+	if [[ $1 =~ ^-?[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !($2 > 0) }"; then
 		echo "$(calc "$1 / $2")×"
 	else
 		echo "—"
@@ -242,7 +244,10 @@ build() {
 	if go build -o "$BIN/pkgpublish" ./cmd/pkgpublish >>"$LOGS/build.log" 2>&1 &&
 		"$BIN/pkgpublish" publish --help >/dev/null 2>&1; then
 		HAVE_PUBLISH=1
-		if "$BIN/pkgpublish" publish --help 2>&1 | grep -q -- '--master'; then HAVE_REMOTE=1; fi
+		# Not `| grep -q`: under pipefail, grep's early exit fails the pipe.
+		local phelp
+		phelp=$("$BIN/pkgpublish" publish --help 2>&1)
+		if grep -q -- '--master' <<<"$phelp"; then HAVE_REMOTE=1; fi
 	fi
 	if go build -o "$BIN/pkgserve" ./cmd/pkgserve >>"$LOGS/build.log" 2>&1 && "$BIN/pkgserve" --help >/dev/null 2>&1; then
 		local help
@@ -250,7 +255,7 @@ build() {
 		if grep -q -- '--root' <<<"$help"; then HAVE_SERVE=1; fi
 		if grep -q -- '--cache-dir' <<<"$help"; then HAVE_EDGE=1; fi # the flag set of a built edge
 		if grep -q -- '--notify' <<<"$help"; then HAVE_NOTIFY=1; fi
-		if grep -q -- '--long-poll' <<<"$help"; then HAVE_LONGPOLL_FLAG=1; fi
+		if grep -qE -- '--long-poll\s' <<<"$help"; then HAVE_LONGPOLL_FLAG=1; fi
 	fi
 	# Remote publish needs a master to publish to.
 	((HAVE_SERVE)) || HAVE_REMOTE=0
@@ -352,6 +357,7 @@ gen() { "$BIN/gen" "$@"; }
 # Each publisher has its own hash cache (XDG_CACHE_HOME), as two build
 # hosts would: the remote run must not reuse the local run's hashes.
 publish_local() {
+	mkdir -p "$1"
 	XDG_CACHE_HOME=$WORK/xdg-local "$BIN/pkgpublish" publish --root "$1" --set "$2" --key "$KEY.key" "$3" 2>>"$LOGS/publish.log" | tail -1
 }
 # publish_remote URL SET SRC: pkgpublish publish --master; prints the set ID.
@@ -440,16 +446,16 @@ EOF
 			tp=" ($(calc "$nbytes / 1000000 / ${T[local,$phase]}" 0) MB/s)"
 		fi
 		if ((HAVE_PUBLISH)); then
-			row publish "$label: \`pkgpublish publish --root\`" "${T[local,$phase]} s$tp" "rsync ${T[rsync,$phase]} s" \
+			row publish "$label: \`pkgpublish publish --root\`" "$(secs "${T[local,$phase]}")$tp" "rsync $(secs "${T[rsync,$phase]}")" \
 				"$(ratio "${T[rsync,$phase]}" "${T[local,$phase]}")" "≥ 1.0× (time ≤ rsync)"
 		else
-			row publish "$label: \`pkgpublish publish --root\`" "n/a (not built)" "rsync ${T[rsync,$phase]} s" "—" "≥ 1.0×"
+			row publish "$label: \`pkgpublish publish --root\`" "n/a (not built)" "rsync $(secs "${T[rsync,$phase]}")" "—" "≥ 1.0×"
 		fi
 		if ((HAVE_REMOTE)); then
-			row publish "$label: \`pkgpublish publish --master\`" "${T[remote,$phase]} s" "rsync ${T[rsync,$phase]} s" \
+			row publish "$label: \`pkgpublish publish --master\`" "$(secs "${T[remote,$phase]}")" "rsync $(secs "${T[rsync,$phase]}")" \
 				"$(ratio "${T[rsync,$phase]}" "${T[remote,$phase]}")" "≥ 1.0×"
 		else
-			row publish "$label: \`pkgpublish publish --master\`" "n/a (not built)" "rsync ${T[rsync,$phase]} s" "—" "≥ 1.0×"
+			row publish "$label: \`pkgpublish publish --master\`" "n/a (not built)" "rsync $(secs "${T[rsync,$phase]}")" "—" "≥ 1.0×"
 		fi
 	done
 	rm -rf "$tree" "$dest" "$mroot" "$lroot"
