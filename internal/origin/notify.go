@@ -31,6 +31,9 @@ func (s *Server) notify(ctx context.Context, n notice) {
 		if err == nil {
 			s.met.notify.WithLabelValues("ok").Inc()
 			s.log.Debug("mirror notified", "upstream", n.url, "set", n.body.Set, "set_id", n.body.ID)
+			if s.onNotified != nil {
+				s.onNotified("ok")
+			}
 			return
 		}
 		if attempt >= s.cfg.NotifyAttempts || ctx.Err() != nil {
@@ -47,6 +50,9 @@ func (s *Server) notify(ctx context.Context, n notice) {
 	}
 	s.met.notify.WithLabelValues("failed").Inc()
 	s.log.Warn("mirror not notified", "upstream", n.url, "set", n.body.Set, "set_id", n.body.ID, "err", err)
+	if s.onNotified != nil {
+		s.onNotified("failed")
+	}
 }
 
 func (s *Server) notifyOnce(ctx context.Context, url string, body []byte) error {

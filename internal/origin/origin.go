@@ -157,6 +157,9 @@ type Server struct {
 	cache *manifestCache
 
 	notifyq chan notice
+
+	onWait     func()              // test hook: a long-poll is parked
+	onNotified func(result string) // test hook: a notice is done
 }
 
 // New returns a Server for cfg. It reads SETS once; Run keeps it current.

@@ -203,22 +203,18 @@ func contentType(p string) string {
 func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState, sig bool) error {
 	wait, waiting := r.URL.Query()["wait"]
 	if waiting && !sig && st.etag != "" && normETag(wait[0]) == st.etag {
-		var ok bool
-		if st, ok = s.longPoll(r, st); !ok {
-			if r.Context().Err() != nil {
-				return nil // the poller hung up
-			}
-			h := w.Header()
-			h.Set("ETag", st.etag)
-			h.Set("Cache-Control", ccShort)
-			h.Set("Retry-After", "5")
-			w.WriteHeader(http.StatusNotModified)
-			return nil
+		var parked bool
+		st, parked = s.longPoll(r, st)
+		if r.Context().Err() != nil {
+			return nil // the poller hung up
 		}
 		if st.etag == normETag(wait[0]) {
 			h := w.Header()
 			h.Set("ETag", st.etag)
 			h.Set("Cache-Control", ccShort)
+			if !parked {
+				h.Set("Retry-After", "5") // over MaxWaiters, or shutting down
+			}
 			w.WriteHeader(http.StatusNotModified)
 			return nil
 		}
@@ -240,8 +236,9 @@ func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState
 
 // longPoll parks the request on st's change channel until SETS changes,
 // the long-poll timeout passes, the client leaves or the server releases
-// its waiters. It returns the snapshot to answer with, and false if the
-// request should be answered "unchanged, come back later" at once.
+// its waiters. It returns the snapshot to answer with, and whether the
+// request was parked until a change or the timeout (false: the answer
+// should tell the poller to come back later).
 func (s *Server) longPoll(r *http.Request, st *setsState) (*setsState, bool) {
 	select {
 	case <-s.stop:
@@ -259,12 +256,16 @@ func (s *Server) longPoll(r *http.Request, st *setsState) (*setsState, bool) {
 	}()
 	timer := time.NewTimer(s.cfg.LongPollTimeout)
 	defer timer.Stop()
+	if s.onWait != nil {
+		s.onWait()
+	}
 	select {
 	case <-st.changed:
 	case <-timer.C:
 	case <-r.Context().Done():
 		return st, false
 	case <-s.stop:
+		return s.sets.Load(), false
 	}
 	return s.sets.Load(), true
 }

@@ -1,0 +1,453 @@
+package origin
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+)
+
+const set = "FreeBSD:14:amd64/latest"
+
+func TestServeSetFileSemantics(t *testing.T) {
+	f := newFixture(t, nil)
+	m1 := f.publish(set, map[string]string{"All/a.pkg": "0123456789abcdef", "meta.conf": "version = 2;\n"})
+	m2 := f.publish(set, map[string]string{"All/a.pkg": "0123456789abcdef", "meta.conf": "version = 3;\n"})
+	aETag := `"` + digest.Sum([]byte("0123456789abcdef")).String() + `"`
+	aMod := m1.ID.Time().Format(http.TimeFormat) // unchanged since set 1
+	metaMod := m2.ID.Time().Format(http.TimeFormat)
+	path := "/" + set + "/All/a.pkg"
+
+	tests := []struct {
+		name       string
+		method     string
+		path       string
+		hdr        []string
+		wantStatus int
+		wantBody   string
+		wantHdr    map[string]string
+	}{
+		{name: "get", method: "GET", path: path, wantStatus: 200, wantBody: "0123456789abcdef",
+			wantHdr: map[string]string{"ETag": aETag, "Last-Modified": aMod, "Cache-Control": "public, no-cache",
+				"X-Pkgcdn-Set": set, "X-Pkgcdn-Set-Id": m2.ID.String(), "Content-Length": "16",
+				"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes"}},
+		{name: "last-modified of a changed path is its set's ID", method: "GET", path: "/" + set + "/meta.conf",
+			wantStatus: 200, wantBody: "version = 3;\n",
+			wantHdr: map[string]string{"Last-Modified": metaMod, "Content-Type": "text/plain; charset=utf-8"}},
+		{name: "head", method: "HEAD", path: path, wantStatus: 200, wantBody: "",
+			wantHdr: map[string]string{"ETag": aETag, "Content-Length": "16", "Last-Modified": aMod}},
+		{name: "single range", method: "GET", path: path, hdr: []string{"Range", "bytes=2-5"}, wantStatus: 206,
+			wantBody: "2345", wantHdr: map[string]string{"Content-Range": "bytes 2-5/16", "ETag": aETag}},
+		{name: "resume without If-Range", method: "GET", path: path, hdr: []string{"Range", "bytes=10-"}, wantStatus: 206,
+			wantBody: "abcdef", wantHdr: map[string]string{"Content-Range": "bytes 10-15/16"}},
+		{name: "unsatisfiable range", method: "GET", path: path, hdr: []string{"Range", "bytes=100-"}, wantStatus: 416},
+		{name: "if-none-match", method: "GET", path: path, hdr: []string{"If-None-Match", aETag}, wantStatus: 304,
+			wantHdr: map[string]string{"ETag": aETag}},
+		{name: "if-none-match other", method: "GET", path: path, hdr: []string{"If-None-Match", `"00"`}, wantStatus: 200,
+			wantBody: "0123456789abcdef"},
+		{name: "if-modified-since equal", method: "GET", path: path, hdr: []string{"If-Modified-Since", aMod}, wantStatus: 304},
+		{name: "if-modified-since later", method: "GET", path: path,
+			hdr: []string{"If-Modified-Since", m2.ID.Time().Add(time.Hour).Format(http.TimeFormat)}, wantStatus: 304},
+		{name: "if-modified-since earlier", method: "GET", path: path,
+			hdr: []string{"If-Modified-Since", m1.ID.Time().Add(-time.Second).Format(http.TimeFormat)}, wantStatus: 200,
+			wantBody: "0123456789abcdef"},
+		{name: "pkg's leading double slash", method: "GET", path: "//" + set + "/All/a.pkg", wantStatus: 200,
+			wantBody: "0123456789abcdef"},
+		{name: "post", method: "POST", path: path, wantStatus: 405, wantHdr: map[string]string{"Allow": "GET, HEAD"}},
+		{name: "propfind", method: "PROPFIND", path: path, wantStatus: 405, wantHdr: map[string]string{"Allow": "GET, HEAD"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.do(tt.method, tt.path, nil, tt.hdr...)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("%s %s = %s, want %d", tt.method, tt.path, resp.Status, tt.wantStatus)
+			}
+			if tt.wantBody != "" || tt.wantStatus == 200 {
+				if string(body) != tt.wantBody {
+					t.Errorf("body = %q, want %q", body, tt.wantBody)
+				}
+			}
+			for k, v := range tt.wantHdr {
+				if got := resp.Header.Get(k); got != v {
+					t.Errorf("%s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+
+	t.Run("multi range", func(t *testing.T) {
+		resp, body := f.get(path, "Range", "bytes=0-1,4-5")
+		if resp.StatusCode != 206 {
+			t.Fatalf("status %s, want 206", resp.Status)
+		}
+		mt, params, err := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+		if err != nil || mt != "multipart/byteranges" {
+			t.Fatalf("Content-Type %q, want multipart/byteranges", resp.Header.Get("Content-Type"))
+		}
+		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
+		var parts []string
+		for {
+			p, err := mr.NextPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(p)
+			parts = append(parts, p.Header.Get("Content-Range")+"="+string(b))
+		}
+		want := []string{"bytes 0-1/16=01", "bytes 4-5/16=45"}
+		if fmt.Sprint(parts) != fmt.Sprint(want) {
+			t.Errorf("parts = %q, want %q", parts, want)
+		}
+	})
+}
+
+func TestServeInternalURLs(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Mirrors = []string{"http://m1.example/", "http://m2.example/"} })
+	m := f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	setsData, setsSig, err := f.root.Sets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mData, mSig, err := f.root.Manifest(set, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash := digest.Sum([]byte("aaa")).String()
+	tests := []struct {
+		name, path string
+		want       []byte
+		cache      string
+		etag       string
+	}{
+		{"sets", "/.pkgcdn/sets", setsData, "public, max-age=5", `"` + digest.Sum(setsData).String() + `"`},
+		{"sets sig", "/.pkgcdn/sets.minisig", setsSig, "public, max-age=5", `"` + digest.Sum(setsSig).String() + `"`},
+		{"manifest", "/.pkgcdn/manifest/" + set + "/" + m.ID.String(), mData, "public, max-age=31536000, immutable", `"` + digest.Sum(mData).String() + `"`},
+		{"manifest sig", "/.pkgcdn/manifest/" + set + "/" + m.ID.String() + ".minisig", mSig, "public, max-age=31536000, immutable", `"` + digest.Sum(mSig).String() + `"`},
+		{"object", "/.pkgcdn/objects/sha256/" + hash, []byte("aaa"), "public, max-age=31536000, immutable", `"` + hash + `"`},
+		{"mirror list", "/", []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.get(tt.path)
+			if resp.StatusCode != 200 || !bytes.Equal(body, tt.want) {
+				t.Fatalf("GET %s = %s %q, want 200 %q", tt.path, resp.Status, body, tt.want)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != tt.cache {
+				t.Errorf("Cache-Control = %q, want %q", got, tt.cache)
+			}
+			if tt.etag != "" {
+				if got := resp.Header.Get("ETag"); got != tt.etag {
+					t.Errorf("ETag = %q, want %q", got, tt.etag)
+				}
+				resp, _ := f.get(tt.path, "If-None-Match", tt.etag)
+				if resp.StatusCode != 304 {
+					t.Errorf("If-None-Match: %s, want 304", resp.Status)
+				}
+			}
+		})
+	}
+}
+
+func TestServeNotFound(t *testing.T) {
+	f := newFixture(t, nil)
+	m := f.publish(set, map[string]string{"All/a.pkg": "aaa", "All/sub/b.pkg": "bbb"})
+	other, _ := digest.Parse(strings.Repeat("0", 64))
+	for _, p := range []string{
+		"/",                      // no mirrors configured
+		"/" + set,                // the set itself
+		"/" + set + "/",          // its directory
+		"/" + set + "/All",       // a directory
+		"/" + set + "/All/",      // a directory
+		"/" + set + "/All/sub",   // a directory
+		"/" + set + "/nope.pkg",  // missing
+		"/" + set + "/meta.conf", // pkg's fallback names: fast 404
+		"/" + set + "/.pkgcdn/manifest",
+		"/" + set + "/.pkgcdn/manifest.minisig",
+		"/" + set + "/" + m.ID.String() + "/All/a.pkg",
+		"/" + set + "/current/All/a.pkg",
+		"/sets/" + set + "/current/All/a.pkg",
+		"/sets/" + set + "/" + m.ID.String() + "/All/a.pkg",
+		"/objects/sha256/" + digest.Sum([]byte("aaa")).String()[:2] + "/" + digest.Sum([]byte("aaa")).String(),
+		"/SETS", "/SETS.minisig", "/.lock", "/staging/", "/staging/x",
+		"/.pkgcdn/", "/.pkgcdn/staging", "/.pkgcdn/.lock", "/.pkgcdn/SETS", "/.pkgcdn/notify",
+		"/.pkgcdn/publish/", "/.pkgcdn/objects/sha256/", "/.pkgcdn/objects/sha256/" + other.String(),
+		"/.pkgcdn/manifest/" + set + "/20200101T000000Z",
+		"/.pkgcdn/manifest/nosuchset/" + m.ID.String(),
+		"/nosuchset/All/a.pkg",
+	} {
+		t.Run(p, func(t *testing.T) {
+			resp, body := f.get(p)
+			if resp.StatusCode != 404 {
+				t.Errorf("GET %s = %s %q, want 404", p, resp.Status, body)
+			}
+			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("GET %s: Cache-Control %q, want no-store", p, cc)
+			}
+		})
+	}
+}
+
+// TestServeHostilePathsStayInRoot sends raw request lines (no client-side
+// cleaning) and checks that nothing outside the root, nor any secret
+// inside it, is ever served.
+func TestServeHostilePathsStayInRoot(t *testing.T) {
+	f := newFixture(t, nil)
+	f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	const secret = "TOP-SECRET-outside-the-root"
+	if err := os.WriteFile(filepath.Join(f.dir, "secret.txt"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A secret inside the root but in no manifest, and one in staging.
+	if err := os.WriteFile(filepath.Join(f.root.Dir, "secret.txt"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(f.root.Dir, "staging", "up"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(f.root.Dir, "staging", "up", "secret.txt"), []byte(secret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := f.ts.Listener.Addr().String()
+	s := "/" + set
+	tests := []string{
+		"/../secret.txt",
+		"/../../secret.txt",
+		s + "/../../../../secret.txt",
+		s + "/All/../../../../../secret.txt",
+		"/%2e%2e/secret.txt",
+		"/%2E%2E/%2e%2e/secret.txt",
+		s + "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/secret.txt",
+		s + "/..%2f..%2f..%2f..%2fsecret.txt",
+		s + "/All%2f..%2f..%2fsecret.txt",
+		"/..%2fsecret.txt",
+		"/%2e%2e%2fsecret.txt",
+		s + "/All/..%5c..%5c..%5csecret.txt",
+		s + `/All\..\..\..\secret.txt`,
+		s + "/All/a.pkg%00.txt",
+		s + "/All/%00",
+		s + "/%c0%ae%c0%ae/%c0%ae%c0%ae/secret.txt",
+		s + "/%c0%af..%c0%af..%c0%afsecret.txt",
+		s + "/%e0%80%ae%e0%80%ae/secret.txt",
+		"//" + "secret.txt",
+		"///../secret.txt",
+		s + "//All//a.pkg/../../../secret.txt",
+		"/secret.txt",
+		"/staging/up/secret.txt",
+		"/.pkgcdn/../secret.txt",
+		"/.pkgcdn/objects/sha256/../../../secret.txt",
+		"/.pkgcdn/manifest/../../secret.txt/20261125T030100Z",
+		"/.pkgcdn/manifest/" + set + "/../../../secret.txt",
+		s + "/" + strings.Repeat("a/", 3000) + "x",
+		s + "/" + strings.Repeat("x", 5000),
+		"/" + strings.Repeat("../", 40) + "etc/passwd",
+	}
+	for _, p := range tests {
+		name := p
+		if len(name) > 60 {
+			name = name[:60]
+		}
+		t.Run(name, func(t *testing.T) {
+			status, body := rawGet(t, host, p)
+			if status != 404 && status != 400 && status != 414 && status != 431 {
+				t.Errorf("GET %q = %d, want 404 or 400", p, status)
+			}
+			if strings.Contains(body, "TOP-SECRET") || strings.Contains(body, "root:") {
+				t.Errorf("GET %q leaked: %q", p, body)
+			}
+			if strings.Contains(body, f.dir) {
+				t.Errorf("GET %q shows a filesystem path: %q", p, body)
+			}
+		})
+	}
+}
+
+// rawGet sends one request line exactly as given.
+func rawGet(t *testing.T, host, target string) (int, string) {
+	t.Helper()
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("GET %q: %v", target, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestServeGrace(t *testing.T) {
+	tests := []struct {
+		name       string
+		noGrace    bool
+		depth      int
+		path       string
+		wantStatus int
+		wantFrom   int // index of the set served
+	}{
+		{name: "absent from live, in previous", path: "All/old-1.0.pkg", wantStatus: 200, wantFrom: 1},
+		{name: "newest older set wins", path: "All/moved.pkg", wantStatus: 200, wantFrom: 1},
+		{name: "in live", path: "All/new-2.0.pkg", wantStatus: 200, wantFrom: 2},
+		{name: "beyond grace depth", depth: 1, path: "All/ancient.pkg", wantStatus: 404},
+		{name: "within grace depth", depth: 2, path: "All/ancient.pkg", wantStatus: 200, wantFrom: 0},
+		{name: "grace off", noGrace: true, path: "All/old-1.0.pkg", wantStatus: 404},
+		{name: "never published", path: "All/never.pkg", wantStatus: 404},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.NoGrace, c.GraceSets = tt.noGrace, tt.depth })
+			ms := []string{}
+			for _, files := range []map[string]string{
+				{"All/ancient.pkg": "ancient", "All/moved.pkg": "moved v0"},
+				{"All/old-1.0.pkg": "old", "All/moved.pkg": "moved v1"},
+				{"All/new-2.0.pkg": "new"},
+			} {
+				ms = append(ms, f.publish(set, files).ID.String())
+			}
+			resp, body := f.get("/" + set + "/" + tt.path)
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("GET %s = %s %q, want %d", tt.path, resp.Status, body, tt.wantStatus)
+			}
+			if tt.wantStatus != 200 {
+				return
+			}
+			if got := resp.Header.Get("X-Pkgcdn-Set-Id"); got != ms[tt.wantFrom] {
+				t.Errorf("X-Pkgcdn-Set-Id = %s, want %s", got, ms[tt.wantFrom])
+			}
+			wantGrace := ""
+			if tt.wantFrom != 2 {
+				wantGrace = ms[2]
+			}
+			if got := resp.Header.Get("X-Pkgcdn-Grace"); got != wantGrace {
+				t.Errorf("X-Pkgcdn-Grace = %q, want %q", got, wantGrace)
+			}
+		})
+	}
+}
+
+// TestServeNeverMixesSetsWhileSwitching: 50 clients download one path
+// while sets with different bytes for it are published over HTTP; every
+// response is complete and byte-identical to the file of the set it names.
+func TestServeNeverMixesSetsWhileSwitching(t *testing.T) {
+	f := newFixture(t, nil)
+	content := func(i int) string {
+		return strings.Repeat(fmt.Sprintf("set %03d|", i), 64<<10/8)
+	}
+	var want sync.Map // set ID → content
+	m := f.publish(set, map[string]string{"All/pkg.pkg": content(0), "meta.conf": "0"})
+	want.Store(m.ID.String(), content(0))
+
+	const clients = 50
+	var stop atomic.Bool
+	var requests, failures atomic.Int64
+	errc := make(chan error, clients)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for !stop.Load() {
+				resp, err := f.ts.Client().Get(f.ts.URL + "/" + set + "/All/pkg.pkg")
+				if err != nil {
+					failures.Add(1)
+					errc <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				requests.Add(1)
+				id := resp.Header.Get("X-Pkgcdn-Set-Id")
+				w, ok := want.Load(id)
+				if err != nil || resp.StatusCode != 200 || !ok || string(body) != w.(string) {
+					failures.Add(1)
+					errc <- fmt.Errorf("set %s: status %d, %d bytes, err %v: not that set's file", id, resp.StatusCode, len(body), err)
+					return
+				}
+			}
+		})
+	}
+	for i := 1; i <= 10; i++ {
+		files := map[string]string{"All/pkg.pkg": content(i), "meta.conf": fmt.Sprint(i)}
+		// Known before it can be served.
+		c, _ := f.commit(set, files)
+		want.Store(c.Manifest.ID.String(), content(i))
+		f.clock.Add(-time.Minute) // publishRemote builds the same ID again
+		if _, err := f.publishRemote(set, files); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		t.Error(err)
+	}
+	if failures.Load() != 0 || requests.Load() < clients {
+		t.Errorf("%d requests, %d failed", requests.Load(), failures.Load())
+	}
+}
+
+func TestExpiredLiveManifestDegradedButServed(t *testing.T) {
+	f := newFixture(t, nil)
+	m := f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	if st := f.health.Status(f.clock.Now()); st.Degraded {
+		t.Fatalf("fresh set: health %+v, want ok", st)
+	}
+	f.clock.Add(m.Expires.Sub(f.clock.Now()) + time.Second)
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	st := f.health.Status(f.clock.Now())
+	if !st.Degraded || len(st.Reasons) != 1 || !strings.Contains(st.Reasons[0], set) {
+		t.Errorf("expired live manifest: health %+v, want degraded naming %s", st, set)
+	}
+	if resp, body := f.get("/" + set + "/All/a.pkg"); resp.StatusCode != 200 || string(body) != "aaa" {
+		t.Errorf("expired set: %s %q, want it still served", resp.Status, body)
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	f := newFixture(t, nil)
+	m := f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	f.get("/" + set + "/All/a.pkg")
+	f.get("/" + set + "/All/a.pkg")
+	f.get("/" + set + "/nope")
+	f.get("/nosuchset/x")
+	f.ts.Close() // waits for the handlers, so every observation is in
+	tests := []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"pkgcdn_origin_requests_total", []string{"code", "2xx", "set", set}, 2},
+		{"pkgcdn_origin_response_bytes_total", []string{"code", "2xx", "set", set}, 6},
+		{"pkgcdn_origin_requests_total", []string{"code", "4xx", "set", set}, 1},
+		{"pkgcdn_origin_requests_total", []string{"code", "4xx", "set", ""}, 1},
+		{"pkgcdn_origin_live_set_id_timestamp_seconds", []string{"set", set}, float64(m.ID.Time().Unix())},
+		{"pkgcdn_origin_longpoll_waiters", nil, 0},
+	}
+	for _, tt := range tests {
+		if got := f.metricValue(tt.name, tt.labels...); got != tt.want {
+			t.Errorf("%s%v = %v, want %v", tt.name, tt.labels, got, tt.want)
+		}
+	}
+}
