@@ -14,6 +14,7 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/relpath"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
 // DefaultGrace is Policy.Grace when it is zero.
@@ -32,6 +33,9 @@ type Policy struct {
 	Grace time.Duration
 	// Now is the time GC measures ages from. If zero, time.Now().
 	Now time.Time
+	// DryRun makes GC remove nothing and report what it would remove. A
+	// dry run needs no Lock.
+	DryRun bool
 }
 
 // GCReport says what GC removed.
@@ -49,7 +53,7 @@ type GCReport struct {
 // half-removed set under sets/). Then it removes each object whose only link
 // is the one in objects/ (link count 1) unless it is younger than p.Grace,
 // every staging directory a Commit or GC left behind, and atomicfile temp
-// files older than p.Grace.
+// files older than p.Grace. With p.DryRun it only reports.
 func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 	if p.Grace == 0 {
 		p.Grace = DefaultGrace
@@ -58,6 +62,15 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 		p.Now = time.Now()
 	}
 	old := func(t time.Time) bool { return p.Now.Sub(t) >= p.Grace }
+	remove := removeIfExists
+	removeAll := os.RemoveAll
+	if p.DryRun {
+		remove = func(string) error { return nil }
+		removeAll = remove
+	}
+	// unlinked counts, in a dry run, the links into objects/ that removing
+	// the sets would have dropped.
+	unlinked := make(map[digest.SHA256]uint64)
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("gc: %w", err)
@@ -103,12 +116,16 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 			if keep[id] {
 				continue
 			}
-			if err := r.removeSet(set, id); err != nil {
+			if p.DryRun {
+				if err := r.countLinks(set, id, unlinked); err != nil {
+					return rep, err
+				}
+			} else if err := r.removeSet(set, id); err != nil {
 				return rep, err
 			}
 			rep.SetsRemoved = append(rep.SetsRemoved, set+"/"+id.String())
 		}
-		if err := r.removeTemps(r.setBase(set), old, &rep); err != nil {
+		if err := r.removeTemps(r.setBase(set), old, remove, &rep); err != nil {
 			return rep, err
 		}
 	}
@@ -128,12 +145,12 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 				continue
 			}
 		}
-		if err := os.RemoveAll(filepath.Join(stage, e.Name())); err != nil {
+		if err := removeAll(filepath.Join(stage, e.Name())); err != nil {
 			return rep, err
 		}
 		rep.StagingRemoved++
 	}
-	if err := r.removeTemps(r.Dir, old, &rep); err != nil {
+	if err := r.removeTemps(r.Dir, old, remove, &rep); err != nil {
 		return rep, err
 	}
 
@@ -162,19 +179,23 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 			switch {
 			case atomicTemp(name):
 				if old(fi.ModTime()) {
-					if err := removeIfExists(filepath.Join(dir, name)); err != nil {
+					if err := remove(filepath.Join(dir, name)); err != nil {
 						return rep, err
 					}
 					rep.StagingRemoved++
 				}
-			case fi.Mode().IsRegular() && linkCount(fi) == 1 && old(fi.ModTime()):
-				if _, err := digest.Parse(name); err != nil {
+			case fi.Mode().IsRegular() && old(fi.ModTime()):
+				d, err := digest.Parse(name)
+				if err != nil {
 					continue // not ours
+				}
+				if linkCount(fi)-unlinked[d] != 1 {
+					continue // a set holds it; or the count is unknown (0)
 				}
 				if err := faultHook("gc-object"); err != nil {
 					return rep, err
 				}
-				if err := removeIfExists(filepath.Join(dir, name)); err != nil {
+				if err := remove(filepath.Join(dir, name)); err != nil {
 					return rep, err
 				}
 				rep.ObjectsRemoved++
@@ -204,9 +225,28 @@ func (r *Root) removeSet(set string, id setid.ID) error {
 	return os.RemoveAll(tomb)
 }
 
+// countLinks adds to n the links into objects/ that set id holds, as its
+// manifest lists them.
+func (r *Root) countLinks(set string, id setid.ID, n map[digest.SHA256]uint64) error {
+	data, _, err := r.Manifest(set, id)
+	if err != nil {
+		return err
+	}
+	// From the local disk, written by Commit after verifying: no signature
+	// check needed to count links.
+	m, err := manifest.Decode(data)
+	if err != nil {
+		return fmt.Errorf("set %s %s: %w", set, id, err)
+	}
+	for _, e := range m.Entries {
+		n[e.SHA256]++
+	}
+	return nil
+}
+
 // removeTemps removes the atomicfile temp files directly in dir (and in the
 // .pkgcdn directories of the sets there) that old says are stale.
-func (r *Root) removeTemps(dir string, old func(time.Time) bool, rep *GCReport) error {
+func (r *Root) removeTemps(dir string, old func(time.Time) bool, remove func(string) error, rep *GCReport) error {
 	dirs := []string{dir}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -233,7 +273,7 @@ func (r *Root) removeTemps(dir string, old func(time.Time) bool, rep *GCReport) 
 			if err != nil || !old(fi.ModTime()) {
 				continue // gone meanwhile, or maybe still being written
 			}
-			if err := removeIfExists(filepath.Join(d, e.Name())); err != nil {
+			if err := remove(filepath.Join(d, e.Name())); err != nil {
 				return err
 			}
 			rep.StagingRemoved++

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -628,9 +629,21 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A dry run reports what the real run then does, and changes nothing.
+	before := tree(t, r.Dir)
+	dry, err := r.GC(t.Context(), Policy{Keep: 2, Grace: 36 * time.Hour, Now: now, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := tree(t, r.Dir); !slices.Equal(before, after) {
+		t.Errorf("dry run changed the tree")
+	}
 	rep, err := r.GC(t.Context(), Policy{Keep: 2, Grace: 36 * time.Hour, Now: now})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(dry, rep) {
+		t.Errorf("dry run reported %+v, the run did %+v", dry, rep)
 	}
 	wantSets := []string{set1 + "/" + ids[0].String(), set1 + "/" + ids[1].String(), set1 + "/" + ids[2].String()}
 	if !slices.Equal(rep.SetsRemoved, wantSets) {
