@@ -176,20 +176,22 @@ func TestHerdReleasesTogetherAndVerifies(t *testing.T) {
 		name     string
 		sha      digest.SHA256
 		size     int64
+		hashing  int
 		wantOK   int
 		wantFail int
 	}{
-		{"verified", good, int64(len(body)), 20, 0},
-		{"unchecked", digest.SHA256{}, 0, 20, 0},
-		{"wrong digest", digest.Sum([]byte("other")), 0, 0, 20},
-		{"wrong size", digest.SHA256{}, 5, 0, 20},
+		{"verified", good, int64(len(body)), 0, 20, 0},
+		{"unchecked", digest.SHA256{}, 0, 0, 20, 0},
+		{"wrong digest", digest.Sum([]byte("other")), 0, 0, 0, 20},
+		{"wrong digest, 3 clients hash", digest.Sum([]byte("other")), 0, 3, 17, 3},
+		{"wrong size", digest.SHA256{}, 5, 0, 0, 20},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, &barrier{n: 20, body: body, all: make(chan struct{})})
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
-			res, err := Herd(ctx, HerdConfig{URL: srv.URL + "/big", Clients: 20, SHA256: tc.sha, Size: tc.size})
+			res, err := Herd(ctx, HerdConfig{URL: srv.URL + "/big", Clients: 20, SHA256: tc.sha, Size: tc.size, HashClients: tc.hashing})
 			if err != nil {
 				t.Fatal(err)
 			}

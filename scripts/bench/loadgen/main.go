@@ -2,7 +2,7 @@
 //
 //	loadgen hammer   [-conns 64] [-duration 10s] [-max N] URL... | -base URL -paths FILE
 //	loadgen distinct [-conns 32] URL... | -base URL -paths FILE
-//	loadgen herd     [-clients 50] [-sha256 HEX] [-size N] URL
+//	loadgen herd     [-clients 50] [-sha256 HEX] [-size N] [-hash-clients N] URL
 //	loadgen waitfor  -sha256 HEX [-interval 5ms] [-timeout 60s] URL
 //	loadgen ports    N
 //
@@ -53,6 +53,7 @@ func run(ctx context.Context, args []string) error {
 	clients := fs.Int("clients", 50, "herd: clients released together")
 	sha := fs.String("sha256", "", "herd, waitfor: expected sha256 of the body (hex)")
 	size := fs.Int64("size", 0, "herd: expected body size in bytes")
+	hashing := fs.Int("hash-clients", 0, "herd: how many clients hash their body (default: all)")
 	interval := fs.Duration("interval", 5*time.Millisecond, "waitfor: poll interval")
 	timeout := fs.Duration("timeout", time.Minute, "waitfor: give up after")
 	base := fs.String("base", "", "base URL for -paths")
@@ -95,7 +96,7 @@ func run(ctx context.Context, args []string) error {
 		if len(urls) != 1 {
 			return errors.New("herd: give exactly one URL")
 		}
-		res, err := loadgen.Herd(ctx, loadgen.HerdConfig{URL: urls[0], Clients: *clients, SHA256: want, Size: *size})
+		res, err := loadgen.Herd(ctx, loadgen.HerdConfig{URL: urls[0], Clients: *clients, SHA256: want, Size: *size, HashClients: *hashing})
 		if err != nil {
 			return err
 		}
