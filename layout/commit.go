@@ -126,13 +126,13 @@ func (r *Root) Commit(ctx context.Context, c Commit, v *sign.Verifier, now time.
 	// SETS first, then its signature: a reader between the two gets a
 	// signature that does not verify and retries; a crash between the two
 	// is repaired by the rerun (done above).
-	if err := writeIfChanged(filepath.Join(r.Dir, setsFile), c.SetsData); err != nil {
+	if err := writeIfChanged(filepath.Join(r.Dir, setsFile), c.SetsData, 0o644); err != nil {
 		return err
 	}
 	if err := faultHook("sets-written"); err != nil {
 		return err
 	}
-	return writeIfChanged(filepath.Join(r.Dir, setsSigFile), c.SetsSig)
+	return writeIfChanged(filepath.Join(r.Dir, setsSigFile), c.SetsSig, 0o644)
 }
 
 // readSets returns the SETS on disk, or an empty Sets if there is none yet.
@@ -152,11 +152,11 @@ func (r *Root) readSets() (setid.Sets, error) {
 }
 
 // writeIfChanged atomically writes data to path unless path holds it already.
-func writeIfChanged(path string, data []byte) error {
+func writeIfChanged(path string, data []byte, perm os.FileMode) error {
 	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
 		return nil
 	}
-	if err := atomicfile.WriteFile(path, data, 0o644); err != nil {
+	if err := atomicfile.WriteFile(path, data, perm); err != nil {
 		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
 	}
 	return nil
@@ -177,7 +177,7 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		if !bytes.Equal(old, c.ManifestData) {
 			return fmt.Errorf("%w: %s exists with a different manifest", ErrConflict, final)
 		}
-		return writeIfChanged(filepath.Join(final, filepath.FromSlash(ManifestSigFile)), c.ManifestSig)
+		return writeIfChanged(filepath.Join(final, filepath.FromSlash(ManifestSigFile)), c.ManifestSig, 0o444)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
