@@ -141,6 +141,9 @@ type Edge struct {
 	bg      sync.WaitGroup // prefetches
 	waiters atomic.Int64   // downstream long-polls held
 
+	versMu sync.Mutex        // guards vers
+	vers   map[string]uint64 // plain mode: key version of replaced paths (see plainKey)
+
 	degradedMu   sync.Mutex      // guards degradedKeys
 	degradedKeys map[string]bool // Health keys set by the last update
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
@@ -108,8 +109,51 @@ func (e *Edge) pollSetID(ctx context.Context) error {
 	return nil
 }
 
-// plainKey is the cache key of a path in plain mode.
-func plainKey(p string) cache.Key { return cache.Key(digest.Sum([]byte("url:" + p))) }
+// plainKey is the cache key of a path in plain mode: sha256("url:"+path)
+// for its first version, and with "#<n>" appended for the n-th replacement.
+//
+// The cache cannot replace a complete entry in place (a Fill of a present
+// key returns the entry), so a path whose revalidation brings new bytes
+// moves to a new key; the superseded entry is never fresh again (it was
+// stale when superseded) and ages out of the LRU.
+func plainKey(p string, version uint64) cache.Key {
+	if version == 0 {
+		return cache.Key(digest.Sum([]byte("url:" + p)))
+	}
+	return cache.Key(digest.Sum([]byte("url:" + p + "#" + strconv.FormatUint(version, 10))))
+}
+
+// version returns the current key version of path.
+func (e *Edge) version(p string) uint64 {
+	e.versMu.Lock()
+	defer e.versMu.Unlock()
+	return e.vers[p]
+}
+
+// nextVersion moves path past version seen to a key with no entry, unless a
+// concurrent replacement already did: it returns the version to fill.
+func (e *Edge) nextVersion(p string, seen uint64) uint64 {
+	e.versMu.Lock()
+	defer e.versMu.Unlock()
+	if v := e.vers[p]; v != seen {
+		return v // replaced meanwhile: join that fill
+	}
+	v := seen + 1
+	// After a restart the versions start again at 0: skip the keys still
+	// holding superseded entries.
+	for ; ; v++ {
+		o, err := e.cfg.Cache.Get(plainKey(p, v))
+		if err != nil {
+			break
+		}
+		_ = o.Close() // only probing
+	}
+	if e.vers == nil {
+		e.vers = map[string]uint64{}
+	}
+	e.vers[p] = v
+	return v
+}
 
 // cleanPlainPath validates a request path for plain mode: collapsed leading
 // slashes, then the same rules as a set file (no "..", no control bytes).
@@ -149,7 +193,8 @@ func (e *Edge) servePlain(w http.ResponseWriter, r *http.Request) error {
 		// Not a file (a long-poll, a search): pass through, never stored.
 		return e.passThrough(w, r, p+"?"+r.URL.RawQuery)
 	}
-	key := plainKey(p)
+	ver := e.version(p)
+	key := plainKey(p, ver)
 	obj, err := e.cfg.Cache.Get(key)
 	if err == nil {
 		defer obj.Close()
@@ -160,7 +205,7 @@ func (e *Edge) servePlain(w http.ResponseWriter, r *http.Request) error {
 			e.serveCachedPlain(w, r, obj, m)
 			return nil
 		}
-		return e.revalidate(w, r, p, key, obj, m)
+		return e.revalidate(w, r, p, key, ver, obj, m)
 	}
 	return e.fillPlain(w, r, p, key)
 }
@@ -200,7 +245,7 @@ func setPlainHeaders(h http.Header, m cache.Meta) {
 // revalidate asks the upstream whether a stale entry still holds: 304 keeps
 // it (new generation and expiry), 200 replaces it, an unreachable upstream
 // gets it served stale (stale-if-error).
-func (e *Edge) revalidate(w http.ResponseWriter, r *http.Request, p string, key cache.Key, obj *cache.Object, m cache.Meta) error {
+func (e *Edge) revalidate(w http.ResponseWriter, r *http.Request, p string, key cache.Key, ver uint64, obj *cache.Object, m cache.Meta) error {
 	hdr := http.Header{}
 	if m.ETag != "" {
 		hdr.Set("If-None-Match", m.ETag)
@@ -238,8 +283,7 @@ func (e *Edge) revalidate(w http.ResponseWriter, r *http.Request, p string, key 
 		e.serveCachedPlain(w, r, obj, nm)
 		return nil
 	case http.StatusOK:
-		obj.Close()
-		return e.replace(w, r, p, key, resp, gen)
+		return e.replace(w, r, p, ver, resp, gen)
 	default:
 		resp.Body.Close()
 		return &StatusError{URL: resp.Request.URL.String(), Status: resp.StatusCode}
@@ -374,34 +418,36 @@ func (e *Edge) fillPlain(w http.ResponseWriter, r *http.Request, p string, key c
 	return nil
 }
 
-// replace serves the new bytes of an entry that a revalidation found
-// changed.
-//
-// TODO(#4): the cache has no way to replace a complete entry (Fill returns
-// the old one), so the new bytes are passed through and the stale entry is
-// revalidated again on its next hit. Needs cache.Remove or FillSpec.Replace.
-func (e *Edge) replace(w http.ResponseWriter, r *http.Request, p string, key cache.Key, resp *http.Response, gen uint64) error {
-	defer resp.Body.Close()
-	m := e.plainMeta(resp, gen)
+// replace stores and serves the new bytes of a path whose revalidation
+// answered 200, under the path's next key version. The revalidation's
+// response is the fill's body unless another request's fill got there first.
+func (e *Edge) replace(w http.ResponseWriter, r *http.Request, p string, seen uint64, resp *http.Response, gen uint64) error {
+	var taken atomic.Bool
+	defer func() {
+		if !taken.Swap(true) {
+			resp.Body.Close() // the fill fetched for itself (a concurrent replacement)
+		}
+	}()
+	fetch := e.fetchPlain(p, nil, gen)
+	key := plainKey(p, e.nextVersion(p, seen))
+	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Size: -1, Fetch: func(ctx context.Context) (io.ReadCloser, cache.Meta, error) {
+		if !taken.Swap(true) {
+			return resp.Body, e.plainMeta(resp, gen), nil
+		}
+		return fetch(ctx)
+	}})
+	if err != nil {
+		return fmt.Errorf("fill %s: %w", p, err)
+	}
+	defer s.Close()
+	m, err := s.Meta()
+	if err != nil {
+		return err
+	}
 	setPlainHeaders(w.Header(), m)
-	if !m.LastModified.IsZero() {
-		w.Header().Set("Last-Modified", m.LastModified.UTC().Format(http.TimeFormat))
-	}
-	if m.Size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(m.Size, 10))
-	}
 	w.Header().Set("Cache-Status", csReplaced)
 	e.met.requests.WithLabelValues("replaced").Inc()
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return nil
-	}
-	cw := &countingWriter{ResponseWriter: w, flush: true}
-	n, err := io.Copy(cw, resp.Body)
-	e.met.bytesUpstream.Add(float64(cw.n))
-	if err != nil || m.Size >= 0 && n != m.Size {
-		panic(http.ErrAbortHandler)
-	}
+	serveStream(w, r, s, m.Size, m.LastModified, e.met.bytesUpstream)
 	return nil
 }
 

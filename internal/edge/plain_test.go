@@ -125,7 +125,7 @@ func TestPlainSetIDChangeRevalidates(t *testing.T) {
 		if cs := resp.Header.Get("Cache-Status"); cs != csMiss {
 			t.Errorf("GET %s: Cache-Status %q, want miss", p, cs)
 		}
-		waitCached(t, e.cache, plainKey(p))
+		waitCached(t, e.cache, plainKey(p, 0))
 		resp, _ = mustGet(t, e.srv.URL, p, http.StatusOK)
 		if cs := resp.Header.Get("Cache-Status"); cs != csHit {
 			t.Errorf("second GET %s: Cache-Status %q, want hit (max-age=0, private ignored)", p, cs)
@@ -156,6 +156,22 @@ func TestPlainSetIDChangeRevalidates(t *testing.T) {
 	if cs := resp.Header.Get("Cache-Status"); cs != csReplaced || string(b) != "catalogue 2" {
 		t.Errorf("changed file after set change: %q %q, want the new bytes", cs, b)
 	}
+	waitCached(t, e.cache, plainKey("/repo/packagesite.pkg", 1))
+	hits, _ := u.counts("/repo/packagesite.pkg")
+	resp, b = mustGet(t, e.srv.URL, "/repo/packagesite.pkg", http.StatusOK)
+	if cs := resp.Header.Get("Cache-Status"); cs != csHit || string(b) != "catalogue 2" {
+		t.Errorf("replaced file: %q %q, want a hit of the new bytes", cs, b)
+	}
+	if h, _ := u.counts("/repo/packagesite.pkg"); h != hits {
+		t.Errorf("replaced file hit made %d upstream requests", h-hits)
+	}
+	// The next set change: the replaced entry is revalidated in its turn.
+	u.set("/SETID", plainFile{body: "3"})
+	poll()
+	resp, b = mustGet(t, e.srv.URL, "/repo/packagesite.pkg", http.StatusOK)
+	if cs := resp.Header.Get("Cache-Status"); cs != csRevalidated || string(b) != "catalogue 2" {
+		t.Errorf("replaced file after the next set change: %q %q, want revalidated", cs, b)
+	}
 }
 
 func TestPlainGenerationSurvivesRestart(t *testing.T) {
@@ -170,7 +186,7 @@ func TestPlainGenerationSurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustGet(t, e.srv.URL, "/f", http.StatusOK)
-	waitCached(t, e.cache, plainKey("/f"))
+	waitCached(t, e.cache, plainKey("/f", 0))
 	e.srv.Close()
 	e.cache.Close()
 	e2 := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
@@ -214,7 +230,7 @@ func TestPlainRFC9111Freshness(t *testing.T) {
 			})
 			mustGet(t, e.srv.URL, "/f", http.StatusOK)
 			if tt.stored {
-				waitCached(t, e.cache, plainKey("/f"))
+				waitCached(t, e.cache, plainKey("/f", 0))
 			}
 			resp, b := mustGet(t, e.srv.URL, "/f", http.StatusOK)
 			if cs := resp.Header.Get("Cache-Status"); cs != tt.second || string(b) != "body" {
@@ -238,7 +254,7 @@ func TestPlainUpstreamDown(t *testing.T) {
 	u.set("/uncached", plainFile{body: "never fetched"})
 	e := newPlainEdge(t, srv.URL, nil)
 	mustGet(t, e.srv.URL, "/cached", http.StatusOK)
-	waitCached(t, e.cache, plainKey("/cached"))
+	waitCached(t, e.cache, plainKey("/cached", 0))
 	u.setDown(true)
 	resp, b := mustGet(t, e.srv.URL, "/cached", http.StatusOK)
 	if cs := resp.Header.Get("Cache-Status"); cs != csStale || string(b) != "old but good" {
@@ -286,5 +302,41 @@ func TestPlainStatusesAndPaths(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("PUT = %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestPlainReplaceAfterRestartNeverServesSuperseded(t *testing.T) {
+	t.Parallel()
+	u, srv := newPlainUpstream(t)
+	u.set("/SETID", plainFile{body: "1"})
+	u.set("/cat", plainFile{body: "one"})
+	dir := t.TempDir()
+	mod := func(c *Config, _ *cache.Config) { c.SetIDURL = "/SETID" }
+	e := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
+	step := func(e *testEdge, setID, body, want string) {
+		t.Helper()
+		u.set("/cat", plainFile{body: body})
+		u.set("/SETID", plainFile{body: setID})
+		if err := e.pollSetID(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		_, b := mustGet(t, e.srv.URL, "/cat", http.StatusOK)
+		if string(b) != want {
+			t.Fatalf("set %s: /cat = %q, want %q", setID, b, want)
+		}
+	}
+	step(e, "1", "one", "one")
+	waitCached(t, e.cache, plainKey("/cat", 0))
+	step(e, "2", "two", "two") // version 1
+	waitCached(t, e.cache, plainKey("/cat", 1))
+	e.srv.Close()
+	e.cache.Close()
+	e2 := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
+	// Versions restart at 0 ("one", stale); the new bytes must not land on
+	// version 1 (holding "two").
+	step(e2, "3", "three", "three")
+	_, b := mustGet(t, e2.srv.URL, "/cat", http.StatusOK)
+	if string(b) != "three" {
+		t.Errorf("/cat = %q, want three", b)
 	}
 }
