@@ -95,6 +95,7 @@ func run(args []string) int {
 	flags := commonFlags()
 	flags = append(flags, originFlags()...)
 	flags = append(flags, edgeFlags()...)
+	flags = append(flags, demoFlags()...)
 	app := &cli.App{
 		Name:      "pkgserve",
 		Usage:     "serve a pkgcdn repository: the master (default) or a mirror (--edge)",
@@ -104,6 +105,9 @@ func run(args []string) int {
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("unexpected argument %q", c.Args().First())
+			}
+			if c.Bool("demo") {
+				return runDemo(c)
 			}
 			if c.Bool("edge") {
 				return runEdge(c)

@@ -167,6 +167,7 @@ func (d *tour) run(ctx context.Context) error {
 	d.say("edge %s verified the signed SETS and manifest of %s and holds ID %s; its cache is empty", d.edgeURL, Set, id1)
 
 	d.step(6, "A client fetches through the edge: first a miss, then a hit")
+	d.say("(at the switch the edge prefetched the catalogue — meta.conf, packagesite.*, data.* — so pkg update hits at once)")
 	probe := []string{"meta.conf", "packagesite.pkg", pkgs[len(pkgs)/2].RepoPath, "Latest/pkg.pkg"}
 	for _, p := range probe {
 		if err := d.fetch(ctx, p); err != nil {
