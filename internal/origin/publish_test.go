@@ -304,6 +304,11 @@ func TestPublishCommitRefusals(t *testing.T) {
 			c.Manifest = m
 			return commitBody(t, c)
 		}, wantStatus: 409, wantCode: "conflict"},
+		{name: "another set published meanwhile", body: func() []byte {
+			c, _ := f.commit(set, map[string]string{"All/a.pkg": "a3"})
+			f.publish("debian/stable", map[string]string{"x": "a3"}) // SETS changes under c
+			return commitBody(t, c)
+		}, wantStatus: 409, wantCode: "sets_changed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
