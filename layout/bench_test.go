@@ -59,6 +59,9 @@ func BenchmarkCommit(b *testing.B) {
 		d := digest.Sum(content)
 		// Straight into objects/: the benchmark is about Commit, and
 		// 30,000 fsyncs of PutObject would take minutes.
+		if err := os.MkdirAll(filepath.Dir(r.ObjectPath(d)), 0o755); err != nil {
+			b.Fatal(err)
+		}
 		if err := os.WriteFile(r.ObjectPath(d), content, 0o444); err != nil {
 			b.Fatal(err)
 		}

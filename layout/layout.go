@@ -88,8 +88,8 @@ type Root struct {
 	Dir string
 }
 
-// Open opens the root at dir, which must exist, creating objects/sha256 (and
-// its 256 fan-out directories), sets/ and staging/ if they are missing.
+// Open opens the root at dir, which must exist, creating objects/sha256,
+// sets/ and staging/ if they are missing. It writes nothing else.
 func Open(dir string) (*Root, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -101,22 +101,6 @@ func Open(dir string) (*Root, error) {
 	r := &Root{Dir: dir}
 	for _, d := range []string{filepath.Join(objectsDir, algoDir), setsDir, stagingDir} {
 		if err := mkdirAllSync(dir, d); err != nil {
-			return nil, fmt.Errorf("open root: %w", err)
-		}
-	}
-	fan := filepath.Join(dir, objectsDir, algoDir)
-	created := false
-	for i := range 256 {
-		err := os.Mkdir(filepath.Join(fan, fmt.Sprintf("%02x", i)), 0o755)
-		switch {
-		case err == nil:
-			created = true
-		case !errors.Is(err, fs.ErrExist):
-			return nil, fmt.Errorf("open root: %w", err)
-		}
-	}
-	if created {
-		if err := syncDir(fan); err != nil {
 			return nil, fmt.Errorf("open root: %w", err)
 		}
 	}

@@ -27,7 +27,7 @@ const set1 = "FreeBSD:14:amd64/latest"
 
 func TestOpenDrawsTree(t *testing.T) {
 	r := newRoot(t)
-	for _, d := range []string{"objects/sha256/00", "objects/sha256/ff", "sets", "staging"} {
+	for _, d := range []string{"objects/sha256", "sets", "staging"} {
 		if fi, err := os.Stat(filepath.Join(r.Dir, d)); err != nil || !fi.IsDir() {
 			t.Errorf("Open: %s not a directory (%v)", d, err)
 		}

@@ -94,6 +94,13 @@ func (r *Root) putObject(d digest.SHA256, size int64, write func(*os.File) error
 	final := r.ObjectPath(d)
 	dir := filepath.Dir(final)
 	f, err := os.CreateTemp(dir, objectTempPrefix+filepath.Base(final)+".*")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The first object of this fan-out directory.
+		if err := mkdirAllSync(filepath.Join(r.Dir, objectsDir, algoDir), filepath.Base(dir)); err != nil {
+			return err
+		}
+		f, err = os.CreateTemp(dir, objectTempPrefix+filepath.Base(final)+".*")
+	}
 	if err != nil {
 		return err
 	}
