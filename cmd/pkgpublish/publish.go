@@ -46,7 +46,7 @@ func (e *env) publishCmd() *cli.Command {
 			setNameFlag("set name, e.g. FreeBSD:14:amd64/latest (required)"),
 			keyFlag(),
 			validFlag(),
-			&cli.IntFlag{Name: "jobs", Value: 4, EnvVars: envs("jobs"), Usage: "objects sent at once (uploads with --master, copies with --root: 0 means 8)"},
+			&cli.IntFlag{Name: "jobs", EnvVars: envs("jobs"), Usage: "objects sent at once (0: 4 uploads with --master, 16 copies with --root)"},
 			&cli.IntFlag{Name: "hash-workers", EnvVars: envs("hash-workers"), Usage: "files hashed at once (0: one per CPU)"},
 			&cli.StringFlag{Name: "hash-cache", EnvVars: envs("hash-cache"),
 				Usage: "hash cache file (default: $XDG_CACHE_HOME/pkgcdn/ or ~/.cache/pkgcdn/, named after SRCDIR)"},

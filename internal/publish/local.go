@@ -20,7 +20,7 @@ import (
 // localJobs is how many objects PublishLocal copies at once unless
 // Config.Jobs says otherwise: each object ends in an fsync, so a few in
 // flight keep the disk busy.
-const localJobs = 8
+const localJobs = 16
 
 // PublishLocal publishes srcDir as cfg.Set into root, holding root's lock
 // throughout: hash, copy the objects root lacks (layout.PutFile), sign the

@@ -36,7 +36,8 @@ type Config struct {
 	Now func() time.Time
 	// HashWorkers is the number of files hashed at once. If zero, GOMAXPROCS.
 	HashWorkers int
-	// Jobs is the number of objects sent at once to a remote master. If zero, 4.
+	// Jobs is the number of objects sent at once: uploads to a remote master
+	// (if zero, 4) or copies into a local root (if zero, 16: each ends in an fsync).
 	Jobs int
 	// HashCache is the hash cache file. If "", no cache: every file is read.
 	HashCache string
