@@ -20,9 +20,10 @@
 // a directory. Every file another process may read is written to a temp file,
 // fsynced, renamed into place, and its directory fsynced.
 //
-// Readers (Live, SetIDs, FilePath, Manifest, Sets, HasObject) are safe for
-// concurrent use with each other and with one writer. Writers (Commit, GC,
-// Repair) must hold the Lock; PutObject and PutFile need no lock.
+// Readers (Live, SetIDs, SetNames, FilePath, Manifest, Sets, HasObject,
+// Verify) are safe for concurrent use with each other and with one writer.
+// Writers (Commit, Refresh, GC) must hold the Lock, which serialises them
+// across processes; PutObject and PutFile need no lock.
 package layout
 
 import (
@@ -75,6 +76,7 @@ type MissingObjectsError struct {
 	Missing []digest.SHA256
 }
 
+// Error implements error.
 func (e *MissingObjectsError) Error() string {
 	if len(e.Missing) == 1 {
 		return fmt.Sprintf("1 object missing: %s", e.Missing[0])

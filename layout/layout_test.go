@@ -698,7 +698,7 @@ func TestVerifyNamesDamage(t *testing.T) {
 	r := newRoot(t)
 	k := newKeys(t, t.TempDir())
 	id := mustID(t, "20261125T031500Z")
-	fs1 := files{"All/a.pkg": "aaaa", "All/b.pkg": "bbbb", "All/c.pkg": "cccc", "meta.conf": "m", "z": "zz"}
+	fs1 := files{"All/a.pkg": "aaaa", "All/b.pkg": "bbbb", "All/c.pkg": "cccc", "meta.conf": "m", "z": "z"}
 	mustCommit(t, r, k, newCommit(t, r, k, set1, id, setid.ID{}, fs1))
 	path := func(rel string) string {
 		p, err := r.FilePath(set1, id, rel)
@@ -726,18 +726,21 @@ func TestVerifyNamesDamage(t *testing.T) {
 	if err := os.WriteFile(path("All/extra.pkg"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Remove(r.ObjectPath(digest.Sum([]byte("z")))); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := r.Verify(t.Context(), set1, id, k.v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Files != 5 || rep.OK() {
+	if rep.Files != 5 || rep.Bytes != 14 || rep.OK() {
 		t.Errorf("Verify: %d files, OK %v", rep.Files, rep.OK())
 	}
 	var got []string
 	for _, p := range rep.Problems {
 		got = append(got, p.Path)
 	}
-	if want := []string{"All/a.pkg", "All/b.pkg", "All/c.pkg", "All/extra.pkg"}; !slices.Equal(got, want) {
+	if want := []string{"All/a.pkg", "All/b.pkg", "All/c.pkg", "All/extra.pkg", "z"}; !slices.Equal(got, want) {
 		t.Fatalf("Verify problems at %v, want %v", got, want)
 	}
 	var me *digest.MismatchError
@@ -753,6 +756,9 @@ func TestVerifyNamesDamage(t *testing.T) {
 	}
 	if !errors.Is(rep.Problems[3].Err, ErrUnexpectedFile) {
 		t.Errorf("extra file: %v, want ErrUnexpectedFile", rep.Problems[3].Err)
+	}
+	if !errors.Is(rep.Problems[4].Err, ErrObjectMissing) {
+		t.Errorf("file without object: %v, want ErrObjectMissing", rep.Problems[4].Err)
 	}
 
 	// A manifest signature that does not verify is an error, not a report.

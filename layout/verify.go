@@ -24,13 +24,18 @@ import (
 // that its manifest does not list.
 var ErrUnexpectedFile = errors.New("file not in the manifest")
 
+// ErrObjectMissing is a FileProblem's error for a file of a set whose object
+// is missing from objects/ (edges fetch files by their object URL).
+var ErrObjectMissing = errors.New("object missing from objects/")
+
 // ErrNotRegular is a FileProblem's error for a path that is not a regular file.
 var ErrNotRegular = errors.New("not a regular file")
 
 // FileProblem is one file of a set that is not what its manifest says. Err
 // is an error wrapping fs.ErrNotExist (missing), ErrNotRegular,
-// ErrUnexpectedFile, a *digest.SizeError or a *digest.MismatchError, or the
-// I/O error met while reading it.
+// ErrUnexpectedFile, ErrObjectMissing, a *digest.SizeError or a
+// *digest.MismatchError (of the file, or of its object in objects/ if that
+// is another inode), or the I/O error met while reading it.
 type FileProblem struct {
 	Path string // set-relative
 	Err  error
@@ -50,9 +55,9 @@ type VerifyReport struct {
 func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 
 // Verify checks a published set against its manifest: the manifest's
-// signature by a key of v, and every file's presence, size and sha256
-// (hashed by GOMAXPROCS workers), and it names files in the set directory
-// the manifest does not list. A zero id means the live set. It returns an
+// signature by a key of v, every file's presence, size and sha256 (hashed by
+// GOMAXPROCS workers), every file's object in objects/, and it names files in
+// the set directory the manifest does not list. A zero id means the live set. It returns an
 // error only if the set cannot be checked at all (unknown set, manifest
 // unreadable or not signed by a trusted key); each bad file is a Problem of
 // the report. An expired manifest is reported, not an error.
@@ -153,30 +158,50 @@ func (r *Root) checkFile(dir string, e manifest.Entry) error {
 	if err := relpath.Validate(e.Path); err != nil {
 		return err
 	}
-	p := filepath.Join(dir, filepath.FromSlash(e.Path))
-	fi, err := os.Lstat(p)
+	fi, err := checkContent(filepath.Join(dir, filepath.FromSlash(e.Path)), e, nil)
 	if err != nil {
 		return err
+	}
+	// Edges fetch files by their object URL, served from objects/: the
+	// object must be there too, normally as the same inode.
+	if _, err := checkContent(r.ObjectPath(e.SHA256), e, fi); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: %s", ErrObjectMissing, e.SHA256)
+		}
+		return fmt.Errorf("object %s: %w", e.SHA256, err)
+	}
+	return nil
+}
+
+// checkContent checks that path is a regular file with e's size and sha256.
+// If it is the same file as same, it is not read again.
+func checkContent(path string, e manifest.Entry, same fs.FileInfo) (fs.FileInfo, error) {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return ErrNotRegular
+		return nil, ErrNotRegular
+	}
+	if same != nil && os.SameFile(fi, same) {
+		return fi, nil
 	}
 	if fi.Size() != e.Size {
-		return &digest.SizeError{Want: e.Size, Got: fi.Size()}
+		return nil, &digest.SizeError{Want: e.Size, Got: fi.Size()}
 	}
-	f, err := os.Open(p)
+	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	got, n, err := digest.FromReader(f)
 	switch {
 	case err != nil:
-		return err
+		return nil, err
 	case n != e.Size:
-		return &digest.SizeError{Want: e.Size, Got: n}
+		return nil, &digest.SizeError{Want: e.Size, Got: n}
 	case got != e.SHA256:
-		return &digest.MismatchError{Want: e.SHA256, Got: got}
+		return nil, &digest.MismatchError{Want: e.SHA256, Got: got}
 	}
-	return nil
+	return fi, nil
 }
