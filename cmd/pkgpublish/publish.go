@@ -73,7 +73,8 @@ func (e *env) publish(c *cli.Context) error {
 		cfg.HashCache = c.String("hash-cache")
 	case !c.Bool("no-hash-cache"):
 		if cfg.HashCache, err = publish.DefaultHashCachePath(src); err != nil {
-			return err
+			// No $HOME (some cron setups): publish anyway, reading every file.
+			e.log.Warn("no hash cache: every file is read", "err", err)
 		}
 	}
 	if c.Int("jobs") < 0 || c.Int("hash-workers") < 0 {

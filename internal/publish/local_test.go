@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -423,4 +424,55 @@ func countFiles(t *testing.T, dir string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+func TestDefaultHashCachePath(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", "/var/cache/x")
+	a, err := DefaultHashCachePath("/usr/ports/packages/All")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Dir(a) != "/var/cache/x/pkgcdn" || !strings.Contains(filepath.Base(a), "usr_ports_packages_All") {
+		t.Errorf("DefaultHashCachePath = %s, want under /var/cache/x/pkgcdn named after the tree", a)
+	}
+	b, _ := DefaultHashCachePath("/usr/ports/packages_All")
+	if a == b {
+		t.Errorf("two trees share the cache file %s", a)
+	}
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv("HOME", "/home/builder")
+	if c, _ := DefaultHashCachePath("/x"); filepath.Dir(c) != "/home/builder/.cache/pkgcdn" {
+		t.Errorf("without XDG_CACHE_HOME: %s, want under ~/.cache/pkgcdn", c)
+	}
+}
+
+func TestProgressEventsAddUp(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"a": "12345", "b": "1234567890", "c": "12345"})
+	cfg, _ := testConfig(t)
+	var mu sync.Mutex
+	total := map[Stage]int64{}
+	done := map[Stage]int64{}
+	ends := map[Stage]int{}
+	cfg.Progress = func(e Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case e.Start:
+			total[e.Stage] = e.Total
+		case e.End:
+			ends[e.Stage]++
+		default:
+			done[e.Stage] += e.N
+		}
+	}
+	if _, err := PublishLocal(t.Context(), cfg, newRoot(t), src); err != nil {
+		t.Fatal(err)
+	}
+	// Hashing reads 20 bytes; "a" and "c" are one object, so 15 are sent.
+	for stage, want := range map[Stage]int64{StageHash: 20, StageSend: 15} {
+		if total[stage] != want || done[stage] != want || ends[stage] != 1 {
+			t.Errorf("stage %s: total %d, done %d, %d ends; want %d, %d, 1", stage, total[stage], done[stage], ends[stage], want, want)
+		}
+	}
 }
