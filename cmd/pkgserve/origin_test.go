@@ -12,7 +12,7 @@ import (
 // startup.
 func TestFlagNamesUnique(t *testing.T) {
 	seen := map[string]bool{}
-	for _, f := range slices.Concat(commonFlags(), originFlags(), edgeFlags()) {
+	for _, f := range slices.Concat(commonFlags(), originFlags(), edgeFlags(), demoFlags()) {
 		for _, n := range f.Names() {
 			if seen[n] {
 				t.Errorf("flag --%s defined twice", n)
