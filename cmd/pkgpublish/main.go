@@ -40,6 +40,12 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// After the first signal, restore the default: a second one kills
+		// at once (a kill at any instant is safe, just not tidy).
+		<-ctx.Done()
+		stop()
+	}()
 	code := run(ctx, os.Args, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -131,7 +137,7 @@ func exitCode(ctx context.Context, err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+	case ctx.Err() != nil: // whatever failed, it failed because we were told to stop
 		return exitInterrupted
 	case errors.As(err, &ue), errors.Is(err, publish.ErrConfig):
 		return exitUsage
