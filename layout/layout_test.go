@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -478,6 +479,14 @@ func TestLockContention(t *testing.T) {
 	}
 
 	// A waiter gets the lock as soon as the holder lets go.
+	waiting := make(chan struct{})
+	var once sync.Once
+	setHooks(t, func(step string) error {
+		if step == "lock-wait" {
+			once.Do(func() { close(waiting) })
+		}
+		return nil
+	})
 	got := make(chan error, 1)
 	go func() {
 		u, err := r.Lock(t.Context())
@@ -486,6 +495,7 @@ func TestLockContention(t *testing.T) {
 		}
 		got <- err
 	}()
+	<-waiting // the second Lock found the lock held
 	if err := unlock(); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,10 @@ func (r *Root) Lock(ctx context.Context) (unlock func() error, err error) {
 		if ok {
 			break
 		}
+		if err := faultHook("lock-wait"); err != nil {
+			_ = f.Close() // never locked: nothing to release
+			return nil, fmt.Errorf("lock %s: %w", path, err)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
