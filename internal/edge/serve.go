@@ -166,16 +166,20 @@ func (e *Edge) fetchObject(o object) func(ctx context.Context) (io.ReadCloser, c
 
 func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot, sig bool) error {
 	if wait := r.URL.Query().Get("wait"); wait != "" && !sig && snap.etag != "" {
-		snap = e.waitSets(r, snap, strings.Trim(strings.TrimPrefix(wait, "W/"), `"`))
-		if snap == nil {
-			// Unchanged (timeout, shutdown, too many waiters): as the master.
+		next, busy := e.waitSets(r, snap, strings.Trim(strings.TrimPrefix(wait, "W/"), `"`))
+		if next == nil {
+			// Unchanged: as the master, 304; with Retry-After when refused
+			// at once (too many waiters, shutting down).
 			h := w.Header()
 			h.Set("ETag", e.snap.Load().etag)
 			h.Set("Cache-Control", ccSets)
-			h.Set("Retry-After", "5")
+			if busy {
+				h.Set("Retry-After", "5")
+			}
 			w.WriteHeader(http.StatusNotModified)
 			return nil
 		}
+		snap = next
 	}
 	if snap.setsData == nil {
 		return fmt.Errorf("%w: %w", route.ErrNotFound, errNoSets)
@@ -195,14 +199,20 @@ func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot,
 }
 
 // waitSets holds a long-poll until the served SETS differs from etag, the
-// client leaves, shutdown starts or LongPollTimeout passes (nil: unchanged).
-func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) *snapshot {
+// client leaves, shutdown starts or LongPollTimeout passes. It returns the
+// snapshot to answer with, or nil if unchanged (busy: refused at once).
+func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) (_ *snapshot, busy bool) {
 	if strings.Trim(snap.etag, `"`) != etag {
-		return snap
+		return snap, false
+	}
+	select {
+	case <-e.stop:
+		return nil, true
+	default:
 	}
 	if n := e.waiters.Add(1); n > int64(e.cfg.MaxWaiters) {
 		e.waiters.Add(-1)
-		return nil
+		return nil, true
 	}
 	defer e.waiters.Add(-1)
 	t := time.NewTimer(e.cfg.LongPollTimeout)
@@ -212,14 +222,14 @@ func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) *snapshot 
 		case <-snap.changed:
 			snap = e.snap.Load()
 		case <-r.Context().Done():
-			return nil
+			return nil, false
 		case <-e.stop:
-			return nil
+			return nil, true
 		case <-t.C:
-			return nil
+			return nil, false
 		}
 	}
-	return snap
+	return snap, false
 }
 
 // serveManifest serves a held manifest from memory; one we do not hold is

@@ -1,0 +1,215 @@
+package edge
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+)
+
+func TestPrefetchCataloguesAfterSwitch(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	files := map[string]string{"meta.conf": "meta", "packagesite.pkg": "site", "data.pkg": "data",
+		"All/big.pkg": "not a catalogue", "debian/InRelease": "release"}
+	m.publish(testSet, files)
+	e := newTestEdge(t, v, []string{up.URL}, func(c *Config, _ *cache.Config) { c.Prefetch = 2 })
+	e.refresh(t)
+	for p, body := range files {
+		if p == "All/big.pkg" {
+			continue
+		}
+		waitCached(t, e.cache, cache.Key(digest.Sum([]byte(body))))
+	}
+	e.bg.Wait()
+	if n := m.count("/.pkgcdn/objects/sha256/" + digest.Sum([]byte("not a catalogue")).String()); n != 0 {
+		t.Errorf("a package was prefetched (%d fetches)", n)
+	}
+	before := m.objectFetches()
+	resp, _ := mustGet(t, e.srv.URL, "/"+testSet+"/packagesite.pkg", http.StatusOK)
+	if cs := resp.Header.Get("Cache-Status"); cs != csHit || m.objectFetches() != before {
+		t.Errorf("prefetched catalogue: Cache-Status %q", cs)
+	}
+}
+
+func TestDiskFullPassesThrough(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(1<<20, 7)
+	m.publish(testSet, map[string]string{"All/a.pkg": body})
+	e := newTestEdge(t, v, []string{up.URL}, func(_ *Config, cc *cache.Config) {
+		cc.Fault = func(step string) error {
+			if step == "write" {
+				return syscall.ENOSPC
+			}
+			return nil
+		}
+	})
+	e.refresh(t)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			resp, b, err := get(t, e.srv.URL, "/"+testSet+"/All/a.pkg")
+			if err != nil || resp.StatusCode != http.StatusOK || string(b) != body {
+				t.Errorf("disk full: GET = %v, %d bytes, err %v; want the whole file", resp.StatusCode, len(b), err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, err := e.cache.Get(cache.Key(digest.Sum([]byte(body)))); !errors.Is(err, cache.ErrNotFound) {
+		t.Errorf("disk full: Get = %v, want nothing kept", err)
+	}
+	if st := e.cache.Stats(); st.DiskErrors == 0 {
+		t.Errorf("DiskErrors = 0, want the ENOSPC counted")
+	}
+}
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	m.publish(testSet, map[string]string{"a": "1"})
+	reg := prometheus.NewRegistry()
+	e := newTestEdge(t, v, []string{up.URL}, func(c *Config, _ *cache.Config) { c.Registerer = reg })
+	e.refresh(t)
+	e.met.observeSets()
+	mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK)
+	waitCached(t, e.cache, cache.Key(digest.Sum([]byte("1"))))
+	mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// value returns the first sample of name whose labels include want.
+	value := func(name string, want ...string) (float64, bool) {
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+		next:
+			for _, mt := range mf.GetMetric() {
+				for i := 0; i+1 < len(want); i += 2 {
+					found := false
+					for _, lp := range mt.GetLabel() {
+						found = found || lp.GetName() == want[i] && lp.GetValue() == want[i+1]
+					}
+					if !found {
+						continue next
+					}
+				}
+				switch {
+				case mt.GetCounter() != nil:
+					return mt.GetCounter().GetValue(), true
+				case mt.GetGauge() != nil:
+					return mt.GetGauge().GetValue(), true
+				}
+			}
+		}
+		return 0, false
+	}
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"pkgcdn_edge_requests_total", []string{"result", "hit"}, 1},
+		{"pkgcdn_edge_requests_total", []string{"result", "miss"}, 1},
+		{"pkgcdn_edge_bytes_from_cache_total", nil, 1},
+		{"pkgcdn_edge_bytes_from_upstream_total", nil, 1},
+		{"pkgcdn_edge_upstream_fetches_total", nil, 1},
+		{"pkgcdn_edge_cache_misses_total", nil, 1},
+		{"pkgcdn_edge_cache_fills_in_flight", nil, 0},
+		{"pkgcdn_edge_cache_evictions_total", nil, 0},
+		{"pkgcdn_edge_degraded", nil, 0},
+		{"pkgcdn_edge_set_lag_seconds", []string{"set", testSet}, 0},
+		{"pkgcdn_edge_set_id_seconds", []string{"set", testSet}, float64(e.liveID(testSet).Time().Unix())},
+	} {
+		got, ok := value(tt.name, tt.labels...)
+		if !ok || got != tt.want {
+			t.Errorf("%s%v = %v (found %v), want %v", tt.name, tt.labels, got, ok, tt.want)
+		}
+	}
+}
+
+func TestDotSegmentsAndEncodedSeparators(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	m.publish(testSet, map[string]string{"Packages": "index"})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	_, b := mustGet(t, e.srv.URL, "/"+testSet+"/./Packages", http.StatusOK)
+	if string(b) != "index" {
+		t.Errorf("./Packages = %q", b)
+	}
+	mustGet(t, e.srv.URL, "//"+testSet+"/././Packages", http.StatusOK)
+	mustGet(t, e.srv.URL, "/"+strings.Replace(testSet, "/", "%2F", 1)+"/Packages", http.StatusNotFound)
+	mustGet(t, e.srv.URL, "/"+testSet+"/..%2FPackages", http.StatusNotFound)
+}
+
+func TestResignedManifestClearsDegraded(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	files := map[string]string{"a": "1"}
+	m1 := m.publish(testSet, files)
+	var mu sync.Mutex
+	now := time.Now()
+	e := newTestEdge(t, v, []string{up.URL}, func(c *Config, _ *cache.Config) {
+		c.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	e.refresh(t)
+	mu.Lock()
+	now = m1.Expires.Add(time.Hour)
+	mu.Unlock()
+	if len(e.Degraded()) != 1 {
+		t.Fatalf("Degraded = %v, want the expired set", e.Degraded())
+	}
+	// pkgpublish refresh: the same set ID re-signed with a later expiry.
+	m.publish(testSet, files, publishOpts{id: m1.ID, expires: m1.Expires.Add(60 * 24 * time.Hour)})
+	e.refresh(t)
+	if got := e.liveID(testSet); got != m1.ID {
+		t.Errorf("live = %s, want %s", got, m1.ID)
+	}
+	if d := e.Degraded(); len(d) != 0 {
+		t.Errorf("after re-signing Degraded = %v, want none", d)
+	}
+}
+
+func TestLongPollTimeoutAndWaiterCap(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	m.publish(testSet, map[string]string{"a": "1"})
+	e := newTestEdge(t, v, []string{up.URL}, func(c *Config, _ *cache.Config) {
+		c.LongPollTimeout = time.Millisecond
+		c.MaxWaiters = -1 // every long-poll refused at once
+	})
+	e.refresh(t)
+	resp, _ := mustGet(t, e.srv.URL, "/.pkgcdn/sets", http.StatusOK)
+	etag := strings.Trim(resp.Header.Get("ETag"), `"`)
+	resp, _ = mustGet(t, e.srv.URL, "/.pkgcdn/sets?wait="+etag, http.StatusNotModified)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("refused long-poll without Retry-After")
+	}
+	e.cfg.MaxWaiters = 10
+	resp, _ = mustGet(t, e.srv.URL, "/.pkgcdn/sets?wait="+etag, http.StatusNotModified)
+	if resp.Header.Get("Retry-After") != "" {
+		t.Error("timed-out long-poll with Retry-After: a chained edge would wait needlessly")
+	}
+	e.ReleaseWaiters()
+	resp, _ = mustGet(t, e.srv.URL, "/.pkgcdn/sets?wait="+etag, http.StatusNotModified)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("long-poll during shutdown without Retry-After")
+	}
+}
