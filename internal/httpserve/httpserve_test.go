@@ -499,3 +499,36 @@ func TestMethods(t *testing.T) {
 		})
 	}
 }
+
+// TestStallDeadlineCountsFromTheAnswer: a handler that answers only after
+// longer than StallTimeout (a long-poll) still gets its answer out: the
+// deadline runs from the writes, not from the start of the request.
+func TestStallDeadlineCountsFromTheAnswer(t *testing.T) {
+	const stall = 20 * time.Millisecond
+	for _, withBody := range []bool{false, true} {
+		t.Run(fmt.Sprint("body ", withBody), func(t *testing.T) {
+			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-time.After(5 * stall) // the wait under test, not a synchronization
+				if withBody {
+					_, _ = io.WriteString(w, "late")
+					return
+				}
+				w.WriteHeader(http.StatusNotModified)
+			})
+			s, _ := startServer(t, Config{Handler: h, StallTimeout: stall})
+			resp, err := http.Get("http://" + s.Addr().String() + "/")
+			if err != nil {
+				t.Fatalf("late answer lost: %v", err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := http.StatusNotModified
+			if withBody {
+				want = http.StatusOK
+			}
+			if err != nil || resp.StatusCode != want || (withBody && string(b) != "late") {
+				t.Errorf("late answer: %s %q %v, want %d", resp.Status, b, err, want)
+			}
+		})
+	}
+}

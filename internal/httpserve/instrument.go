@@ -54,6 +54,11 @@ func Instrument(h http.Handler, log *AccessLog, observe ObserveFunc, stall time.
 			}
 		}()
 		h.ServeHTTP(w, r)
+		if w.status == 0 {
+			// Nothing written: net/http writes the implicit 200 after we
+			// return, under the deadline; make sure it is a fresh one.
+			w.extend()
+		}
 	})
 }
 
@@ -88,6 +93,10 @@ func (w *recorder) WriteHeader(code int) {
 	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
+	// A handler that waited long before answering (a long-poll) must not
+	// find the deadline set at the start of the request already passed
+	// when net/http flushes a body-less response.
+	w.extend()
 	w.ResponseWriter.WriteHeader(code)
 }
 
