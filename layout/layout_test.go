@@ -782,3 +782,25 @@ func TestVerifyNamesDamage(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestPutObjectConcurrentSameObject(t *testing.T) {
+	r := newRoot(t)
+	content := bytes.Repeat([]byte("same object "), 10_000)
+	d := digest.Sum(content)
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() { errs <- r.PutObject(d, int64(len(content)), bytes.NewReader(content)) }()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent PutObject = %v", err)
+		}
+	}
+	got, err := os.ReadFile(r.ObjectPath(d))
+	if err != nil || !bytes.Equal(got, content) {
+		t.Errorf("object after concurrent puts: %d bytes, %v", len(got), err)
+	}
+	if l := leftovers(t, r); len(l) > 0 {
+		t.Errorf("concurrent puts left %v", l)
+	}
+}
