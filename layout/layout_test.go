@@ -804,3 +804,45 @@ func TestPutObjectConcurrentSameObject(t *testing.T) {
 		t.Errorf("concurrent puts left %v", l)
 	}
 }
+
+func TestGCInterruptedThenRerun(t *testing.T) {
+	for _, step := range []string{"gc-set-moved", "gc-object"} {
+		t.Run(step, func(t *testing.T) {
+			r := newRoot(t)
+			k := newKeys(t, t.TempDir())
+			id1, id2 := mustID(t, "20261101T000000Z"), mustID(t, "20261102T000000Z")
+			mustCommit(t, r, k, newCommit(t, r, k, set1, id1, setid.ID{}, files{"a": "old a", "b": "b"}))
+			mustCommit(t, r, k, newCommit(t, r, k, set1, id2, id1, files{"a": "new a", "b": "b"}))
+			p := Policy{Grace: time.Hour, Now: time.Now().Add(24 * time.Hour)}
+			setHooks(t, func(s string) error {
+				if s == step {
+					return errors.New("injected")
+				}
+				return nil
+			})
+			unlock, err := r.Lock(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer unlock()
+			if _, err := r.GC(t.Context(), p); err == nil {
+				t.Fatalf("GC with a fault at %s = nil", step)
+			}
+			checkSet(t, r, k, set1, id2)
+			setHooks(t, func(string) error { return nil })
+			if _, err := r.GC(t.Context(), p); err != nil {
+				t.Fatal(err)
+			}
+			if ids, _ := r.SetIDs(set1); !slices.Equal(ids, []setid.ID{id2}) {
+				t.Errorf("SetIDs after GC rerun = %v", ids)
+			}
+			if ok, _ := r.HasObject(digest.Sum([]byte("old a"))); ok {
+				t.Errorf("object of the removed set kept")
+			}
+			if l := leftovers(t, r); len(l) > 0 {
+				t.Errorf("leftovers after GC rerun: %v", l)
+			}
+			checkSet(t, r, k, set1, id2)
+		})
+	}
+}
