@@ -1,16 +1,39 @@
-// Package cache is the edge's disk cache of objects keyed by sha256: a
-// bounded LRU by bytes, pins against eviction while an object is served, one
-// upstream fill per key shared by every concurrent reader, read-while-write
-// streaming, verification before anything is kept, crash safety and a fast
-// restart.
+// Package cache is the edge's disk cache of objects: a bounded LRU by bytes,
+// pins against eviction while an object is served, one upstream fill per key
+// shared by every concurrent reader, read-while-write streaming, verification
+// before anything is kept or released complete, crash safety, and a restart
+// that does not touch every file.
+//
+// On disk, under Config.Dir:
+//
+//	objects/ab/ab12…       an entry's bytes, exactly (0444), so *os.File serves
+//	                       them with sendfile; the name is the key in hex
+//	objects/ab/ab12….meta  the entry's Meta (JSON), renamed into place and
+//	                       fsynced BEFORE the data file, so an entry is never
+//	                       visible without its Meta
+//	tmp/                   fills in flight; emptied by New (a crash's leftovers)
+//	index                  journal of fixed 64-byte records: a snapshot of
+//	                       every entry in LRU order, then appended add, del and
+//	                       touch records, and a "clean" record at Close
+//
+// New reads only the index when the previous run closed cleanly. After a
+// crash (no clean record at the end) it also lists the 256 fan-out
+// directories (names only, no per-file stat) and reconciles: entries whose
+// file vanished are dropped, complete files the journal missed are adopted,
+// a Meta without data is removed. A data file only ever appears under its
+// final name after its bytes were fsynced and verified, so nothing partial or
+// wrong is served after any crash.
 package cache
 
 import (
 	"context"
 	"errors"
-	"io"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -18,7 +41,7 @@ import (
 
 // Key names a cache entry. In manifest mode it is the object's sha256; in
 // plain mode it is sha256("url:"+path). Only its hex spelling reaches the file
-// system.
+// system, so no request path is ever joined into a file name.
 type Key [32]byte
 
 // String returns the key as 64 lower-case hex digits.
@@ -39,21 +62,26 @@ type Meta struct {
 
 // Errors.
 var (
-	// ErrNotFound is returned by Get for a key without a complete entry.
+	// ErrNotFound is returned by Get and UpdateMeta for a key without a complete entry.
 	ErrNotFound = errors.New("cache: not found")
-	// ErrClosed is returned after Close of the Cache (or of the Stream).
+	// ErrClosed is returned after Close of the Cache, or by a Stream after its Close.
 	ErrClosed = errors.New("cache: closed")
-	// ErrStalled is the cause of a fill whose upstream sent nothing for StallTimeout.
+	// ErrStalled is the error of a fill whose upstream sent nothing for StallTimeout.
 	ErrStalled = errors.New("cache: upstream stalled")
+	// ErrFellBehind is returned to a reader of a pass-through fill (nothing
+	// kept, bytes held only in a memory window) that asks for bytes already
+	// dropped from the window.
+	ErrFellBehind = errors.New("cache: reader fell behind a pass-through fill")
 )
 
-// Config configures a Cache.
+// Config configures a Cache. Only Dir is required.
 type Config struct {
-	// Dir is the cache's directory; it is created if missing. Required.
+	// Dir is the cache's directory; it is created if missing.
 	Dir string
-	// MaxBytes bounds the bytes of entries plus fills in flight. If zero, 10 GiB.
+	// MaxBytes bounds the bytes of complete entries plus fills in flight.
+	// If zero, 10 GiB.
 	MaxBytes int64
-	// Logger receives lifecycle events. If nil, nothing is logged.
+	// Logger receives lifecycle and degradation events. If nil, nothing is logged.
 	Logger *slog.Logger
 	// Clock returns the time stamped into Meta.Stored. If nil, time.Now.
 	Clock func() time.Time
@@ -61,71 +89,399 @@ type Config struct {
 	// bytes) for this long. If zero, 30s.
 	StallTimeout time.Duration
 	// HoldBack is how many final bytes of a fill with a known sha256 are
-	// withheld from readers until the whole object verified. If zero, 64 KiB
-	// (or the whole object if smaller).
+	// withheld from its readers until the whole object verified, so a
+	// tampered object never reaches a client complete. If zero, 64 KiB (the
+	// whole object if smaller).
 	HoldBack int64
+	// PassThroughBytes is the memory window of a fill that keeps nothing
+	// (FillSpec.NoStore, Meta.NoStore, larger than MaxBytes, or the disk
+	// failed, e.g. ENOSPC): bytes go to readers through this window only,
+	// and the fill waits for its slowest reader. If zero, 4 MiB; it is
+	// raised to at least 2*HoldBack+256 KiB.
+	PassThroughBytes int64
+	// Fault, if set, is called before each disk step of a fill ("create",
+	// "write", "sync", "meta", "rename") and may return an error to inject a
+	// failure (e.g. syscall.ENOSPC) or kill the process (crash tests).
+	// Production leaves it nil.
+	Fault func(step string) error
 }
+
+const (
+	defaultMaxBytes = 10 << 30
+	defaultStall    = 30 * time.Second
+	defaultHoldBack = 64 << 10
+	defaultWindow   = 4 << 20
+	chunkSize       = 256 << 10 // upstream read size
+)
 
 // Cache is the disk cache. It is safe for concurrent use.
-type Cache struct{}
+type Cache struct {
+	cfg      Config
+	log      *slog.Logger
+	clock    func() time.Time
+	objDir   string
+	tmpDir   string
+	window   int64
+	holdBack int64
 
-// New opens (or creates) the cache in cfg.Dir.
-func New(cfg Config) (*Cache, error) { return nil, errors.New("cache: not implemented") }
+	ctx    context.Context // lives until Close; fills derive from it
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // fill goroutines
 
-// Close stops every fill in flight and persists the index.
-func (c *Cache) Close() error { return nil }
+	mu       sync.Mutex // guards everything below
+	closed   bool
+	idx      map[Key]int32
+	ents     []entry
+	free     []int32
+	head     int32 // most recently used; -1 if empty
+	tail     int32 // least recently used; -1 if empty
+	used     int64 // bytes of complete entries
+	reserved int64 // bytes reserved by fills in flight
+	fills    map[Key]*fill
+	jr       *journal
 
-// Get returns the complete entry for key, pinned until Object.Close, or ErrNotFound.
-func (c *Cache) Get(key Key) (*Object, error) { return nil, ErrNotFound }
-
-// UpdateMeta atomically replaces the Meta of a complete entry.
-func (c *Cache) UpdateMeta(key Key, m Meta) error { return ErrNotFound }
-
-// FillSpec describes how to fetch an object missing from the cache.
-type FillSpec struct {
-	Want    digest.SHA256 // zero: unknown (no verification)
-	Size    int64         // -1: unknown
-	Fetch   func(ctx context.Context) (body io.ReadCloser, meta Meta, err error)
-	NoStore bool // pass-through: stream to readers, never keep
+	st counters
 }
 
-// Fill returns a Stream of key's bytes.
-func (c *Cache) Fill(key Key, spec FillSpec) (*Stream, error) {
-	return nil, errors.New("cache: not implemented")
+// entry is a complete entry in the LRU list (an intrusive doubly-linked list
+// over c.ents, so 1e6 entries cost two allocations, not 2e6).
+type entry struct {
+	key        Key
+	size       int64
+	prev, next int32 // toward head (newer) / tail (older); -1 at the ends
+	pins       int32
+	touched    bool // a touch record is in the journal since the last snapshot
+	live       bool
 }
 
-// Object is a complete, pinned entry.
-type Object struct{}
+// New opens (or creates) the cache in cfg.Dir. It removes the temp files a
+// crash left, and after a crash reconciles the index with the directory.
+func New(cfg Config) (*Cache, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("cache: no Dir")
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = defaultMaxBytes
+	}
+	if cfg.StallTimeout <= 0 {
+		cfg.StallTimeout = defaultStall
+	}
+	if cfg.HoldBack <= 0 {
+		cfg.HoldBack = defaultHoldBack
+	}
+	if cfg.PassThroughBytes <= 0 {
+		cfg.PassThroughBytes = defaultWindow
+	}
+	if min := 2*cfg.HoldBack + chunkSize; cfg.PassThroughBytes < min {
+		cfg.PassThroughBytes = min
+	}
+	c := &Cache{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		objDir:   filepath.Join(cfg.Dir, "objects"),
+		tmpDir:   filepath.Join(cfg.Dir, "tmp"),
+		window:   cfg.PassThroughBytes,
+		holdBack: cfg.HoldBack,
+		head:     -1,
+		tail:     -1,
+		fills:    make(map[Key]*fill),
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if c.clock == nil {
+		c.clock = time.Now
+	}
+	start := time.Now()
+	if err := c.prepareDirs(); err != nil {
+		return nil, fmt.Errorf("open cache %s: %w", cfg.Dir, err)
+	}
+	dirty, err := c.open()
+	if err != nil {
+		return nil, fmt.Errorf("open cache %s: %w", cfg.Dir, err)
+	}
+	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.mu.Lock()
+	c.evictLocked()
+	c.mu.Unlock()
+	c.log.Info("cache opened", "path", cfg.Dir, "entries", len(c.idx), "bytes", c.used,
+		"dirty", dirty, "dur", time.Since(start))
+	return c, nil
+}
 
-// ReadAt implements io.ReaderAt.
-func (o *Object) ReadAt(p []byte, off int64) (int, error) { return 0, io.EOF }
+// prepareDirs creates the directory tree and empties tmp/: whatever is there
+// is a fill that a crash interrupted.
+func (c *Cache) prepareDirs() error {
+	if err := os.MkdirAll(c.objDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(c.tmpDir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(c.tmpDir, 0o755); err != nil {
+		return err
+	}
+	for i := 0; i < 256; i++ {
+		d := filepath.Join(c.objDir, fanout(byte(i)))
+		if err := os.Mkdir(d, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close stops every fill in flight (their readers get ErrClosed), waits for
+// them, and writes the index with a clean mark so the next New is fast.
+// Objects and Streams of complete entries stay readable until their Close.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel(ErrClosed)
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.compactLocked(true)
+	if cerr := c.jr.close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("close cache: %w", err)
+	}
+	return nil
+}
+
+// Get returns the complete entry for key, pinned against eviction until the
+// Object's Close, or ErrNotFound. A hit moves the entry to the front of the LRU.
+func (c *Cache) Get(key Key) (*Object, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		i, ok := c.idx[key]
+		if !ok {
+			c.mu.Unlock()
+			return nil, ErrNotFound
+		}
+		size := c.pinLocked(i)
+		c.mu.Unlock()
+		o, err := c.openEntry(key, i, size)
+		if err != nil {
+			if c.dropBroken(key, i, err) {
+				continue // gone; ErrNotFound on the next round
+			}
+			return nil, fmt.Errorf("get %s: %w", key, err)
+		}
+		c.st.hits.Add(1)
+		return o, nil
+	}
+}
+
+// pinLocked pins entry i, marks it used and returns its size.
+func (c *Cache) pinLocked(i int32) int64 {
+	e := &c.ents[i]
+	e.pins++
+	c.touchLocked(i)
+	return e.size
+}
+
+// unpin releases a pin taken by pinLocked.
+func (c *Cache) unpin(key Key, i int32) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j, ok := c.idx[key]; ok && j == i && c.ents[i].pins > 0 {
+		c.ents[i].pins--
+		if c.ents[i].pins == 0 && c.used+c.reserved > c.cfg.MaxBytes {
+			c.evictLocked()
+		}
+	}
+}
+
+// dropBroken handles an entry that could not be opened although it is
+// indexed (removed by hand, a sidecar lost to a crash before its data was
+// durable, a size that differs): it unpins and, if the caller held the only
+// pin, removes the entry and reports true. Anything else (EMFILE) leaves the
+// entry alone.
+func (c *Cache) dropBroken(key Key, i int32, err error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j, ok := c.idx[key]
+	if !ok || j != i {
+		return true
+	}
+	e := &c.ents[i]
+	e.pins--
+	var corrupt *corruptError
+	if !errors.Is(err, os.ErrNotExist) && !errors.As(err, &corrupt) {
+		return false
+	}
+	if e.pins > 0 {
+		return false
+	}
+	c.log.Warn("cache entry dropped", "sha256", key.String(), "err", err)
+	c.removeLocked(i)
+	return true
+}
+
+// corruptError reports an indexed entry whose files contradict the index.
+type corruptError struct{ msg string }
+
+func (e *corruptError) Error() string { return e.msg }
+
+// openEntry opens entry key's files.
+func (c *Cache) openEntry(key Key, i int32, size int64) (*Object, error) {
+	m, err := readMeta(c.metaPath(key))
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(c.dataPath(key))
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && (fi.Size() != size || m.Size != size) {
+		err = &corruptError{fmt.Sprintf("size %d, meta %d, index %d", fi.Size(), m.Size, size)}
+	}
+	if err != nil {
+		_ = f.Close() // the open/stat error is the one to report
+		return nil, err
+	}
+	return &Object{c: c, f: f, key: key, slot: i, meta: m}, nil
+}
+
+// UpdateMeta atomically replaces the Meta of a complete entry (after a 304
+// revalidation, say). Size and SHA256 are the entry's own and cannot change:
+// m.Size is ignored, and a zero m.SHA256 keeps the stored one.
+func (c *Cache) UpdateMeta(key Key, m Meta) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	i, ok := c.idx[key]
+	if !ok {
+		c.mu.Unlock()
+		return ErrNotFound
+	}
+	size := c.pinLocked(i) // pinned: eviction cannot unlink beneath the rename
+	c.mu.Unlock()
+	defer c.unpin(key, i)
+	old, err := readMeta(c.metaPath(key))
+	if err != nil {
+		return fmt.Errorf("update meta %s: %w", key, err)
+	}
+	m.Size = size
+	if m.SHA256.IsZero() {
+		m.SHA256 = old.SHA256
+	}
+	if m.Stored.IsZero() {
+		m.Stored = old.Stored
+	}
+	if err := c.writeMeta(key, m); err != nil {
+		return fmt.Errorf("update meta %s: %w", key, err)
+	}
+	return nil
+}
+
+// Object is a complete entry, pinned against eviction until Close. Its
+// methods are safe for concurrent use; Close must be called exactly once.
+type Object struct {
+	c      *Cache
+	f      *os.File
+	key    Key
+	slot   int32
+	meta   Meta
+	closed atomic.Bool
+}
+
+// ReadAt implements io.ReaderAt over the object's bytes.
+func (o *Object) ReadAt(p []byte, off int64) (int, error) {
+	n, err := o.f.ReadAt(p, off)
+	o.c.st.bytesCache.Add(int64(n))
+	return n, err
+}
 
 // Size returns the object's length in bytes.
-func (o *Object) Size() int64 { return 0 }
+func (o *Object) Size() int64 { return o.meta.Size }
 
-// Meta returns the object's Meta.
-func (o *Object) Meta() Meta { return Meta{} }
+// Meta returns the object's Meta as of Get.
+func (o *Object) Meta() Meta { return o.meta }
 
-// File returns the open data file for http.ServeContent.
-func (o *Object) File() *os.File { return nil }
+// File returns the open data file: exactly the object's bytes, so
+// http.ServeContent(w, r, name, mod, o.File()) serves Range and HEAD with
+// sendfile. Do not Close it (Object.Close does); reads through it bypass the
+// BytesFromCache counter. Its offset is shared: use it from one goroutine.
+func (o *Object) File() *os.File { return o.f }
 
-// Close unpins the object.
-func (o *Object) Close() error { return nil }
+// Close releases the file and the pin.
+func (o *Object) Close() error {
+	if o.closed.Swap(true) {
+		return nil
+	}
+	err := o.f.Close()
+	o.c.unpin(o.key, o.slot)
+	return err
+}
 
-// Stream is one reader's view of a fill.
-type Stream struct{}
+// Stats are the cache's counters since New (Entries, BytesUsed and
+// FillsInFlight are current values).
+type Stats struct {
+	Hits              int64 // Get or Fill answered by a complete entry
+	Misses            int64 // Fill calls that started an upstream fetch
+	Collapsed         int64 // Fill calls that joined a fetch already in flight
+	BytesFromCache    int64 // bytes read from complete entries (not via Object.File)
+	BytesFromUpstream int64 // bytes received from upstreams
+	FillsInFlight     int64
+	FillErrors        int64 // fills that failed (upstream error, stall, verify)
+	VerifyFailures    int64 // fills whose size or sha256 did not match
+	PassThrough       int64 // fills that streamed without keeping (no-store, too big, disk error)
+	DiskErrors        int64 // fills degraded to pass-through by a disk error (ENOSPC)
+	Evictions         int64
+	Entries           int64
+	BytesUsed         int64 // bytes of entries plus reservations of fills in flight
+	MaxBytes          int64
+}
 
-// Meta waits for the upstream's headers.
-func (s *Stream) Meta() (Meta, error) { return Meta{}, errors.New("cache: not implemented") }
-
-// ReadAt implements io.ReaderAt.
-func (s *Stream) ReadAt(p []byte, off int64) (int, error) { return 0, io.EOF }
-
-// Close releases the stream.
-func (s *Stream) Close() error { return nil }
-
-// Stats are the cache's counters.
-type Stats struct{}
+type counters struct {
+	hits, misses, collapsed, bytesCache, bytesUpstream atomic.Int64
+	inFlight, fillErrors, verifyFailures, passThrough  atomic.Int64
+	diskErrors, evictions                              atomic.Int64
+}
 
 // Stats returns a snapshot of the counters.
-func (c *Cache) Stats() Stats { return Stats{} }
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	entries, used := int64(len(c.idx)), c.used+c.reserved
+	c.mu.Unlock()
+	return Stats{
+		Hits:              c.st.hits.Load(),
+		Misses:            c.st.misses.Load(),
+		Collapsed:         c.st.collapsed.Load(),
+		BytesFromCache:    c.st.bytesCache.Load(),
+		BytesFromUpstream: c.st.bytesUpstream.Load(),
+		FillsInFlight:     c.st.inFlight.Load(),
+		FillErrors:        c.st.fillErrors.Load(),
+		VerifyFailures:    c.st.verifyFailures.Load(),
+		PassThrough:       c.st.passThrough.Load(),
+		DiskErrors:        c.st.diskErrors.Load(),
+		Evictions:         c.st.evictions.Load(),
+		Entries:           entries,
+		BytesUsed:         used,
+		MaxBytes:          c.cfg.MaxBytes,
+	}
+}
+
+// fault runs the Config.Fault hook.
+func (c *Cache) fault(step string) error {
+	if c.cfg.Fault == nil {
+		return nil
+	}
+	return c.cfg.Fault(step)
+}
