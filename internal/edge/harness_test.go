@@ -1,7 +1,6 @@
 package edge
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -166,9 +165,8 @@ func (f *fakeMaster) publish(name string, files map[string]string, opts ...publi
 		}
 		m.Entries = append(m.Entries, manifest.Entry{Path: p, Size: int64(len(data)), SHA256: sum, Modified: mod})
 	}
-	if o.expires.IsZero() || o.expires.After(created) {
+	if !o.expires.IsZero() && !o.expires.After(created) {
 		// Encoding refuses an expiry before creation: backdate creation.
-	} else {
 		m.Created = o.expires.Add(-time.Hour)
 	}
 	data, sig, err := m.Sign(f.signer)
@@ -399,7 +397,6 @@ func waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-var _ = bytes.Equal
 
 // newFakeMasterDown is an upstream that answers every request with status.
 func newFakeMasterDown(t testing.TB, status int) *httptest.Server {

@@ -453,7 +453,7 @@ func (e *Edge) replace(w http.ResponseWriter, r *http.Request, p string, seen ui
 
 // passThrough proxies a request that is not cached (a query string).
 func (e *Edge) passThrough(w http.ResponseWriter, r *http.Request, p string) error {
-	resp, err := e.lp.do(r.Context(), request{url: plainURL(p)})
+	resp, err := e.lp.do(r.Context(), request{method: r.Method, url: plainURL(p)})
 	if err != nil {
 		return err
 	}

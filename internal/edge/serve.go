@@ -33,6 +33,7 @@ const (
 	csReplaced    = "pkgcdn; fwd=stale; fwd-status=200"
 	csStale       = "pkgcdn; hit; detail=stale-if-error"
 	csUncacheable = "pkgcdn; fwd=uri-miss"
+	csManifest    = "pkgcdn; hit; detail=manifest" // a HEAD answered from the manifest alone
 )
 
 func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
@@ -105,7 +106,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	}
 	if r.Method == http.MethodHead && o.size >= 0 {
 		// Everything a HEAD needs is in the manifest: no upstream round trip.
-		h.Set("Cache-Status", csMiss)
+		h.Set("Cache-Status", csManifest)
 		http.ServeContent(w, r, "", o.modified, &streamSeeker{size: o.size})
 		return nil
 	}

@@ -364,16 +364,14 @@ func (e *Edge) persistManifest(m *manifest.Manifest, data, sig []byte, keep []*m
 	if err := atomicfile.WriteFile(p, data, 0o644); err != nil {
 		return fmt.Errorf("persist manifest: %w", err)
 	}
-	ids, err := e.storedIDs(m.Set)
-	if err != nil {
-		return nil //nolint:nilerr // pruning is best effort; the manifest is stored
-	}
+	// Pruning is best effort: the manifest is stored, and a leftover old
+	// one only costs disk, never correctness.
+	ids, _ := e.storedIDs(m.Set)
 	for _, id := range ids {
 		if id == m.ID || slices.ContainsFunc(keep, func(k *manifest.Manifest) bool { return k.ID == id }) {
 			continue
 		}
 		q := e.manifestPath(m.Set, id)
-		// Best effort: a leftover old manifest only costs disk, never correctness.
 		_ = os.Remove(q)
 		_ = os.Remove(q + ".minisig")
 	}
