@@ -397,7 +397,6 @@ func waitCtx(t testing.TB) context.Context {
 	return ctx
 }
 
-
 // newFakeMasterDown is an upstream that answers every request with status.
 func newFakeMasterDown(t testing.TB, status int) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
