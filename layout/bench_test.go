@@ -27,7 +27,8 @@ func BenchmarkPutFile(b *testing.B) {
 		for _, m := range []struct {
 			name    string
 			methods []copyMethod
-		}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
+		}{{"default", defaultCopyMethods}, {"copy_file_range+reread", []copyMethod{copyFileRange}},
+			{"copy_file_range+hash_source", []copyMethod{copyFileRangeHashing}}, {"userspace", nil}} {
 			b.Run(fmt.Sprintf("%s/%dKiB", m.name, size>>10), func(b *testing.B) {
 				old := copyMethods
 				copyMethods = m.methods
@@ -106,7 +107,8 @@ func BenchmarkCopyVerify(b *testing.B) {
 		for _, m := range []struct {
 			name    string
 			methods []copyMethod
-		}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
+		}{{"default", defaultCopyMethods}, {"copy_file_range+reread", []copyMethod{copyFileRange}},
+			{"copy_file_range+hash_source", []copyMethod{copyFileRangeHashing}}, {"userspace", nil}} {
 			b.Run(fmt.Sprintf("%s/%dKiB", m.name, size>>10), func(b *testing.B) {
 				old := copyMethods
 				copyMethods = m.methods

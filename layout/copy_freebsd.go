@@ -3,7 +3,7 @@
 package layout
 
 import (
-	"os"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -12,18 +12,15 @@ import (
 // clones blocks (ZFS block cloning) and otherwise copies in the kernel.
 var defaultCopyMethods = []copyMethod{copyFileRange}
 
-// sysCopyFileRange is copy_file_range(2)'s number in FreeBSD's syscall.h
-// (since 13.0); golang.org/x/sys/unix has no wrapper for FreeBSD.
-const sysCopyFileRange = 569
+// sysCopyFileRangeTrap is copy_file_range(2)'s number in FreeBSD's
+// sys/syscall.h (since 13.0); golang.org/x/sys/unix has no wrapper for it.
+const sysCopyFileRangeTrap = 569
 
-// copyFileRange copies src to dst with copy_file_range(2).
-func copyFileRange(dst, src *os.File, size int64) (bool, error) {
-	return copyFileRangeLoop(dst, src, size, func(dfd, sfd int, n int) (int, error) {
-		// Nil offsets: both files' own offsets are used and advanced.
-		r, _, errno := unix.Syscall6(sysCopyFileRange, uintptr(sfd), 0, uintptr(dfd), 0, uintptr(n), 0)
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(r), nil
-	})
+func sysCopyFileRange(sfd int, soff *int64, dfd int, doff *int64, n int) (int, error) {
+	r, _, errno := unix.Syscall6(sysCopyFileRangeTrap, uintptr(sfd), uintptr(unsafe.Pointer(soff)),
+		uintptr(dfd), uintptr(unsafe.Pointer(doff)), uintptr(n), 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(r), nil
 }

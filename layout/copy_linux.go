@@ -7,18 +7,21 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
 // defaultCopyMethods on Linux: a clone (FICLONE: shares the source's blocks
 // copy-on-write on XFS, btrfs, bcachefs; no data copied), else PutFile copies
-// in user space. copy_file_range is not tried by default: where it cannot
-// clone it copies in the kernel, and that copy plus the re-read to verify it
-// measured slower than one user-space pass that hashes as it copies
-// (BenchmarkCopyVerify on ext4: ~450 MB/s against ~770 MB/s).
+// in user space. copy_file_range is not in the list: where it cannot clone
+// it copies in the kernel, and that copy plus its verification measured
+// slower than one user-space pass that hashes as it copies (see
+// BenchmarkCopyVerify and the layout report).
 var defaultCopyMethods = []copyMethod{cloneFile}
 
-// cloneFile makes dst share src's blocks (ioctl FICLONE).
-func cloneFile(dst, src *os.File, size int64) (bool, error) {
+// cloneFile makes dst share src's blocks (ioctl FICLONE), then re-reads dst
+// to verify it.
+func cloneFile(dst, src *os.File, d digest.SHA256, size int64) (bool, error) {
 	var cerr error
 	err := withFds(dst, src, func(dfd, sfd int) {
 		for {
@@ -32,18 +35,14 @@ func cloneFile(dst, src *os.File, size int64) (bool, error) {
 		return false, nil
 	}
 	if cerr != nil {
-		if fallback(cerr) || errors.Is(cerr, unix.ENOTTY) {
+		if fallback(cerr) {
 			return false, nil
 		}
 		return false, &os.PathError{Op: "ioctl FICLONE", Path: src.Name(), Err: cerr}
 	}
-	return true, nil
+	return true, verifyWritten(dst, d, size)
 }
 
-// copyFileRange copies src to dst with copy_file_range(2), which clones
-// where the filesystem can and copies in the kernel otherwise.
-func copyFileRange(dst, src *os.File, size int64) (bool, error) {
-	return copyFileRangeLoop(dst, src, size, func(dfd, sfd int, n int) (int, error) {
-		return unix.CopyFileRange(sfd, nil, dfd, nil, n, 0)
-	})
+func sysCopyFileRange(sfd int, soff *int64, dfd int, doff *int64, n int) (int, error) {
+	return unix.CopyFileRange(sfd, soff, dfd, doff, n, 0)
 }

@@ -195,7 +195,8 @@ func TestPutFile(t *testing.T) {
 	for _, method := range []struct {
 		name    string
 		methods []copyMethod
-	}{{"default", defaultCopyMethods}, {"copy_file_range", []copyMethod{copyFileRange}}, {"userspace", nil}} {
+	}{{"default", defaultCopyMethods}, {"copy_file_range+reread", []copyMethod{copyFileRange}},
+		{"copy_file_range+hash_source", []copyMethod{copyFileRangeHashing}}, {"userspace", nil}} {
 		for _, tc := range []struct {
 			name    string
 			src     []byte

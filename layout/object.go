@@ -149,27 +149,23 @@ func ignoreNotExist(err error) error {
 	return err
 }
 
-// copyMethod is one way to copy size bytes from src to dst in the kernel.
-// It reports false, having changed nothing, if it cannot copy these files
-// (old kernel, files on two filesystems, a filesystem without clones).
-type copyMethod func(dst, src *os.File, size int64) (bool, error)
+// copyMethod is one way to copy size bytes from src to dst in the kernel and
+// verify them against d. It reports false, having written nothing, if it
+// cannot copy these files (old kernel, files on two filesystems, a
+// filesystem without clones), and then the next method is tried.
+type copyMethod func(dst, src *os.File, d digest.SHA256, size int64) (bool, error)
 
 // copyMethods are the in-kernel copies PutFile tries, cheapest first, before
 // a user-space copy. Set per system in copy_*.go (and by benchmarks).
 var copyMethods = defaultCopyMethods
 
-// copyVerify copies size bytes from src to dst and verifies them. After an
-// in-kernel copy it re-reads dst: that checks what was really written (also
-// a source changed meanwhile), and reads pages the copy left in the cache.
-// A user-space copy hashes as it copies.
+// copyVerify copies size bytes from src to dst and verifies them, with the
+// first of copyMethods that can, else in user space, hashing as it copies.
 func copyVerify(dst, src *os.File, d digest.SHA256, size int64) error {
 	for _, m := range copyMethods {
-		ok, err := m(dst, src, size)
-		if err != nil {
+		ok, err := m(dst, src, d, size)
+		if ok || err != nil {
 			return err
-		}
-		if ok {
-			return verifyWritten(dst, d, size)
 		}
 	}
 	return userCopy(dst, src, d, size)
