@@ -52,6 +52,9 @@ type HashConfig struct {
 	Now time.Time
 	// Open opens a file for reading. If nil, os.Open. Tests count reads with it.
 	Open func(name string) (io.ReadCloser, error)
+	// Done, if not nil, is called with each file once its SHA256 is known,
+	// from several goroutines at once. An error from it stops Hash.
+	Done func(File) error
 }
 
 // HashStats says how much work Hash did.
@@ -99,6 +102,11 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 						if cfg.Progress != nil {
 							cfg.Progress(f.Size)
 						}
+						if cfg.Done != nil {
+							if err := cfg.Done(*f); err != nil {
+								return err
+							}
+						}
 						continue
 					}
 				}
@@ -109,6 +117,11 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 				}
 				if cfg.Cache != nil && f.key.Mtime < racy {
 					cfg.Cache.store(f.Path, f.key, f.SHA256)
+				}
+				if cfg.Done != nil {
+					if err := cfg.Done(*f); err != nil {
+						return err
+					}
 				}
 			}
 		})

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -37,14 +38,127 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 		return Result{}, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
-	items, hst, err := prepare(ctx, &cfg, srcDir)
+	// Copy each object the root lacks as soon as it is hashed: the copies'
+	// fsyncs then overlap the hashing of the next files. An object copied
+	// for a publish that fails later is collected by GC after its grace.
+	cp := newCopier(ctx, &cfg, root)
+	items, hst, err := prepare(cp.ctx, &cfg, srcDir, cp.add)
+	if err != nil {
+		cp.cancel() // no use copying objects of a failed publish
+	}
+	// A failed copy cancels the hashing: then its error is the one to report.
+	if cerr := cp.wait(); cerr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = cerr
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	faultHook("hashed")
 	res, err = commitLocal(ctx, &cfg, root, items)
 	res.Hash = hst
+	res.Sent += cp.sent
+	res.SentSize += cp.sentSize
 	return res, err
+}
+
+// copier copies objects into a root while the source is still being hashed.
+type copier struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	cfg    *Config
+	root   *layout.Root
+	g      *errgroup.Group
+	queue  chan File
+
+	mu   sync.Mutex // guards seen
+	seen map[digest.SHA256]bool
+
+	sent     int   // written by wait's caller only after g.Wait
+	sentSize int64 // likewise
+	n, size  atomic.Int64
+	started  atomic.Bool
+	start    time.Time
+}
+
+func newCopier(ctx context.Context, cfg *Config, root *layout.Root) *copier {
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	c := &copier{ctx: gctx, cancel: cancel, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+	jobs := cfg.Jobs
+	if jobs <= 0 {
+		jobs = localJobs
+	}
+	for range jobs {
+		g.Go(func() error {
+			for f := range c.queue {
+				err := c.ctx.Err()
+				if err == nil {
+					err = c.copy(f)
+				}
+				if err != nil {
+					// Drain so that add never blocks on a dead consumer.
+					go func() {
+						for range c.queue {
+						}
+					}()
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return c
+}
+
+// add queues f for copying unless an object of its digest is queued already.
+func (c *copier) add(f File) error {
+	c.mu.Lock()
+	dup := c.seen[f.SHA256]
+	c.seen[f.SHA256] = true
+	c.mu.Unlock()
+	if dup {
+		return nil
+	}
+	select {
+	case c.queue <- f:
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
+}
+
+func (c *copier) copy(f File) error {
+	ok, err := c.root.HasObject(f.SHA256)
+	if err != nil || ok {
+		return err
+	}
+	if !c.started.Swap(true) {
+		// The total is unknown while hashing goes on: 0 means "unknown".
+		c.cfg.event(Event{Stage: StageSend, Start: true})
+	}
+	if err := putFile(c.root, Item{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Src: f.Abs}); err != nil {
+		return err
+	}
+	c.n.Add(1)
+	c.size.Add(f.Size)
+	c.cfg.event(Event{Stage: StageSend, N: f.Size})
+	return nil
+}
+
+// wait ends the queue and waits for the copies.
+func (c *copier) wait() error {
+	close(c.queue)
+	err := c.g.Wait()
+	c.cancel()
+	if c.started.Load() {
+		c.cfg.event(Event{Stage: StageSend, End: true})
+	}
+	c.sent, c.sentSize = int(c.n.Load()), c.size.Load()
+	if err != nil {
+		return fmt.Errorf("copy objects: %w", err)
+	}
+	c.cfg.logger().Info("objects copied", "objects", c.sent, "bytes", c.sentSize, "dur", time.Since(c.start))
+	return nil
 }
 
 // Rollback publishes, as a new set ID, the content of the retained set
@@ -256,6 +370,9 @@ func putFiles(ctx context.Context, cfg *Config, root *layout.Root, objs []Item) 
 		todo = append(todo, o)
 		total += o.Size
 	}
+	if len(todo) == 0 {
+		return 0, 0, nil
+	}
 	log.Info("copying missing objects", "objects", len(todo), "of", len(objs), "bytes", total)
 	start := time.Now()
 	cfg.event(Event{Stage: StageSend, Start: true, Total: total})
@@ -277,13 +394,8 @@ func putFiles(ctx context.Context, cfg *Config, root *layout.Root, objs []Item) 
 					return err
 				}
 				o := todo[i]
-				if err := root.PutFile(o.SHA256, o.Size, o.Src); err != nil {
-					var me *digest.MismatchError
-					var se *digest.SizeError
-					if errors.As(err, &me) || errors.As(err, &se) {
-						return &ChangedError{Path: o.Path, Detail: "while copied: " + err.Error()}
-					}
-					return fmt.Errorf("%s: %w", o.Path, err)
+				if err := putFile(root, o); err != nil {
+					return err
 				}
 				cfg.event(Event{Stage: StageSend, N: o.Size})
 			}
@@ -294,4 +406,19 @@ func putFiles(ctx context.Context, cfg *Config, root *layout.Root, objs []Item) 
 	}
 	log.Info("objects copied", "objects", len(todo), "bytes", total, "dur", time.Since(start))
 	return len(todo), total, nil
+}
+
+// putFile copies one object from its source file. Bytes that are not the
+// object (the source changed after it was hashed) are a *ChangedError.
+func putFile(root *layout.Root, o Item) error {
+	err := root.PutFile(o.SHA256, o.Size, o.Src)
+	var me *digest.MismatchError
+	var se *digest.SizeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &me) || errors.As(err, &se):
+		return &ChangedError{Path: o.Path, Detail: "while copied: " + err.Error()}
+	}
+	return fmt.Errorf("%s: %w", o.Path, err)
 }

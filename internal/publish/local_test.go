@@ -2,6 +2,7 @@ package publish
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
@@ -180,22 +182,48 @@ func TestSourceChangingWhileHashedAbortsPublish(t *testing.T) {
 }
 
 func TestSourceChangingAfterHashAbortsCopy(t *testing.T) {
-	// The file changes between hashing and copying, keeping its size: the
+	// The file changed between hashing and copying, keeping its size: the
 	// copy is verified against the hash, so the change is caught there.
 	src := t.TempDir()
-	writeTree(t, src, map[string]string{"All/a.pkg": "aaaa"})
+	writeTree(t, src, map[string]string{"All/a.pkg": "bbbb"})
 	cfg, _ := testConfig(t)
 	root := newRoot(t)
-	orig := faultHook
-	t.Cleanup(func() { faultHook = orig })
-	faultHook = func(step string) {
-		if step == "hashed" {
-			_ = os.WriteFile(filepath.Join(src, "All/a.pkg"), []byte("bbbb"), 0o644)
-		}
+	items := []Item{{Path: "All/a.pkg", Size: 4, SHA256: digest.Sum([]byte("aaaa")), Src: filepath.Join(src, "All/a.pkg")}}
+	_, err := commitLocal(t.Context(), &cfg, root, items)
+	var ce *ChangedError
+	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
+		t.Fatalf("commitLocal = %v, want a *ChangedError naming All/a.pkg", err)
 	}
+	if _, err := root.Live(testSet); !errors.Is(err, layout.ErrNotFound) {
+		t.Errorf("a set went live: %v", err)
+	}
+	if ok, _ := root.HasObject(items[0].SHA256); ok {
+		t.Error("an object with the wrong bytes was stored")
+	}
+}
+
+func TestSourceChangingBeforeCopyAbortsPublish(t *testing.T) {
+	// Hashing sees "aaaa" (the build's bytes), the copy that overlaps the
+	// hashing finds "bbbb": the copy's verification names the file.
+	src := t.TempDir()
+	files := map[string]string{"All/a.pkg": "bbbb"}
+	for i := range 50 {
+		files[fmt.Sprintf("All/p%02d.pkg", i)] = fmt.Sprint(i)
+	}
+	writeTree(t, src, files)
+	cfg, _ := testConfig(t)
+	cfg.Jobs = 2
+	cfg.open = func(name string) (io.ReadCloser, error) {
+		if filepath.Base(name) == "a.pkg" {
+			return io.NopCloser(strings.NewReader("aaaa")), nil
+		}
+		return os.Open(name)
+	}
+	root := newRoot(t)
 	_, err := PublishLocal(t.Context(), cfg, root, src)
-	if !errors.Is(err, ErrSourceChanged) {
-		t.Fatalf("PublishLocal = %v, want ErrSourceChanged", err)
+	var ce *ChangedError
+	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
+		t.Fatalf("PublishLocal = %v, want a *ChangedError naming All/a.pkg", err)
 	}
 	if _, err := root.Live(testSet); !errors.Is(err, layout.ErrNotFound) {
 		t.Errorf("a set went live: %v", err)
@@ -469,10 +497,11 @@ func TestProgressEventsAddUp(t *testing.T) {
 	if _, err := PublishLocal(t.Context(), cfg, newRoot(t), src); err != nil {
 		t.Fatal(err)
 	}
-	// Hashing reads 20 bytes; "a" and "c" are one object, so 15 are sent.
-	for stage, want := range map[Stage]int64{StageHash: 20, StageSend: 15} {
-		if total[stage] != want || done[stage] != want || ends[stage] != 1 {
-			t.Errorf("stage %s: total %d, done %d, %d ends; want %d, %d, 1", stage, total[stage], done[stage], ends[stage], want, want)
+	// Hashing reads 20 bytes; "a" and "c" are one object, so 15 are sent
+	// (copies overlap hashing: their total is not known up front).
+	for stage, want := range map[Stage][2]int64{StageHash: {20, 20}, StageSend: {0, 15}} {
+		if total[stage] != want[0] || done[stage] != want[1] || ends[stage] != 1 {
+			t.Errorf("stage %s: total %d, done %d, %d ends; want %d, %d, 1", stage, total[stage], done[stage], ends[stage], want[0], want[1])
 		}
 	}
 }

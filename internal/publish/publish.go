@@ -61,7 +61,8 @@ const (
 )
 
 // Event is one progress report. A stage starts with an Event whose Start is
-// set and Total is the number of bytes it will process, continues with
+// set and Total is the number of bytes it will process (0: not known yet,
+// as for copies that overlap hashing), continues with
 // Events whose N is the number of bytes just processed, and ends with one
 // whose End is set.
 type Event struct {
@@ -142,7 +143,9 @@ type Item struct {
 }
 
 // prepare scans and hashes srcDir, using and updating the hash cache.
-func prepare(ctx context.Context, cfg *Config, srcDir string) ([]Item, HashStats, error) {
+// onHashed, if not nil, gets each file as soon as its digest is known (from
+// several goroutines at once), so sending can overlap hashing.
+func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File) error) ([]Item, HashStats, error) {
 	log := cfg.logger()
 	files, err := Scan(ctx, srcDir)
 	if err != nil {
@@ -163,7 +166,7 @@ func prepare(ctx context.Context, cfg *Config, srcDir string) ([]Item, HashStats
 	}
 	start := time.Now()
 	cfg.event(Event{Stage: StageHash, Start: true, Total: total})
-	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open}
+	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open, Done: onHashed}
 	if cfg.Progress != nil {
 		hcfg.Progress = func(n int64) { cfg.event(Event{Stage: StageHash, N: n}) }
 	}

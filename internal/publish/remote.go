@@ -31,7 +31,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
-	items, hst, err := prepare(ctx, &cfg, srcDir)
+	items, hst, err := prepare(ctx, &cfg, srcDir, nil)
 	if err != nil {
 		return Result{}, err
 	}
