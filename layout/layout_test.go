@@ -525,15 +525,7 @@ func TestConcurrentReadersDuringSwap(t *testing.T) {
 	for range 3 {
 		go func() {
 			errs <- func() error {
-				for n := 0; ; n++ {
-					select {
-					case <-done:
-						if n == 0 {
-							return errors.New("reader never ran")
-						}
-						return nil
-					default:
-					}
+				for {
 					id, err := r.Live(set1)
 					if err != nil {
 						return err
@@ -558,6 +550,11 @@ func TestConcurrentReadersDuringSwap(t *testing.T) {
 						if digest.Sum(b) != e.SHA256 {
 							return errors.New("mixed set: " + e.Path + " of " + id.String() + " holds " + string(b))
 						}
+					}
+					select {
+					case <-done:
+						return nil
+					default:
 					}
 				}
 			}()
