@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -31,25 +32,42 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
-	items, hst, err := prepare(ctx, &cfg, srcDir, nil)
+	// The live manifest, read before hashing, says which files the master
+	// surely holds (a live set's objects are never collected): only the
+	// others are asked about, in batches, and uploaded while hashing goes on.
+	_, live, err := remoteLive(ctx, c, cfg.Set)
+	if err != nil {
+		return Result{}, err
+	}
+	up := newUploader(ctx, &cfg, c, live)
+	items, hst, err := prepare(up.ctx, &cfg, srcDir, up.add)
+	if err != nil {
+		up.cancel() // no use uploading objects of a failed publish
+	}
+	// A failed upload cancels the hashing: then its error is the one to report.
+	if uerr := up.wait(); uerr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
+		err = uerr
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	faultHook("hashed")
-	res, err := commitRemote(ctx, &cfg, c, items)
+	res, err := commitRemote(ctx, &cfg, c, items, true)
 	res.Hash = hst
+	res.Sent += up.sent
+	res.SentSize += up.sentSize
 	return res, err
 }
 
-// commitRemote is PublishRemote after hashing.
-func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item) (Result, error) {
+// commitRemote is PublishRemote after hashing. Unless sent, it first
+// uploads every object the master lacks.
+func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sent bool) (Result, error) {
 	log := cfg.logger()
 	now := cfg.now()
 	res := Result{Set: cfg.Set, Files: len(items)}
 	for _, it := range items {
 		res.Bytes += it.Size
 	}
-	sent := false
 	for attempt := 1; ; attempt++ {
 		sets, live, err := remoteLive(ctx, c, cfg.Set)
 		if err != nil {
@@ -69,8 +87,8 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item) (Re
 				return res, err
 			}
 			sent = true
-			faultHook("sent")
 		}
+		faultHook("sent")
 		data, sig, err := m.Sign(cfg.Signer)
 		if err != nil {
 			return res, fmt.Errorf("sign manifest: %w", err)
@@ -232,4 +250,179 @@ func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, onl
 	}
 	log.Info("objects uploaded", "objects", len(todo), "bytes", total, "dur", time.Since(start))
 	return len(todo), total, nil
+}
+
+// missingBatch is how many hashed files are asked about at once while
+// hashing goes on: small enough that uploads start early, large enough that
+// 30,000 files cost a few dozen requests.
+const missingBatch = 1000
+
+// uploader asks the master which hashed objects it lacks, in batches, and
+// uploads those, while the source is still being hashed.
+type uploader struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	cfg    *Config
+	c      *Client
+	live   *manifest.Manifest // nil if none
+	g      *errgroup.Group
+	asks   chan []File
+	work   chan File
+	start  time.Time
+
+	mu    sync.Mutex // guards batch, seen
+	batch []File
+	seen  map[digest.SHA256]bool
+
+	n, size  atomic.Int64
+	started  atomic.Bool
+	sent     int   // set by wait
+	sentSize int64 // set by wait
+}
+
+func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Manifest) *uploader {
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	u := &uploader{ctx: gctx, cancel: cancel, cfg: cfg, c: c, live: live, g: g,
+		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+	g.Go(func() error {
+		defer close(u.work)
+		for b := range u.asks {
+			if err := u.ask(b); err != nil {
+				go func() {
+					for range u.asks { // let add and wait return
+					}
+				}()
+				return err
+			}
+		}
+		return nil
+	})
+	jobs := cfg.Jobs
+	if jobs <= 0 {
+		jobs = 4
+	}
+	for range jobs {
+		g.Go(func() error {
+			for f := range u.work {
+				err := u.ctx.Err()
+				if err == nil {
+					err = u.put(f)
+				}
+				if err != nil {
+					go func() {
+						for range u.work {
+						}
+					}()
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	return u
+}
+
+// add takes a hashed file: unless the live set has it or it is a duplicate,
+// it joins the next missing query.
+func (u *uploader) add(f File) error {
+	if u.live != nil {
+		if e, ok := u.live.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
+			return nil
+		}
+	}
+	u.mu.Lock()
+	if u.seen[f.SHA256] {
+		u.mu.Unlock()
+		return nil
+	}
+	u.seen[f.SHA256] = true
+	u.batch = append(u.batch, f)
+	var full []File
+	if len(u.batch) >= missingBatch {
+		full, u.batch = u.batch, nil
+	}
+	u.mu.Unlock()
+	if full == nil {
+		return nil
+	}
+	select {
+	case u.asks <- full:
+		return nil
+	case <-u.ctx.Done():
+		return u.ctx.Err()
+	}
+}
+
+// ask sends one missing query and queues what the master lacks.
+func (u *uploader) ask(b []File) error {
+	ds := make([]digest.SHA256, len(b))
+	for i, f := range b {
+		ds[i] = f.SHA256
+	}
+	missing, err := u.c.Missing(u.ctx, ds)
+	if err != nil {
+		return err
+	}
+	want := make(map[digest.SHA256]bool, len(missing))
+	for _, d := range missing {
+		want[d] = true
+	}
+	for _, f := range b {
+		if !want[f.SHA256] {
+			continue
+		}
+		select {
+		case u.work <- f:
+		case <-u.ctx.Done():
+			return u.ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (u *uploader) put(f File) error {
+	if !u.started.Swap(true) {
+		u.cfg.event(Event{Stage: StageSend, Start: true}) // total unknown while hashing
+	}
+	var progress func(int64)
+	if u.cfg.Progress != nil {
+		progress = func(n int64) { u.cfg.event(Event{Stage: StageSend, N: n}) }
+	}
+	open := u.cfg.open
+	if open == nil {
+		open = osOpen
+	}
+	if err := u.c.PutObject(u.ctx, f.SHA256, f.Size, f.Abs, f.Path, open, progress); err != nil {
+		return err
+	}
+	u.n.Add(1)
+	u.size.Add(f.Size)
+	return nil
+}
+
+// wait sends the last query, waits for the uploads and reports the first error.
+func (u *uploader) wait() error {
+	u.mu.Lock()
+	last := u.batch
+	u.batch = nil
+	u.mu.Unlock()
+	if len(last) > 0 && u.ctx.Err() == nil {
+		select {
+		case u.asks <- last:
+		case <-u.ctx.Done():
+		}
+	}
+	close(u.asks)
+	err := u.g.Wait()
+	u.cancel()
+	if u.started.Load() {
+		u.cfg.event(Event{Stage: StageSend, End: true})
+	}
+	u.sent, u.sentSize = int(u.n.Load()), u.size.Load()
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	u.cfg.logger().Info("objects uploaded", "objects", u.sent, "bytes", u.sentSize, "dur", time.Since(u.start))
+	return nil
 }

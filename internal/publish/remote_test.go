@@ -40,6 +40,7 @@ type fakeMaster struct {
 	commits   int
 	onCommit  func(n int) // called before each commit is handled
 	missingQs int
+	asked     int // digests asked about in all missing queries
 }
 
 func newFakeMaster(t testing.TB, pub string) (*fakeMaster, *httptest.Server) {
@@ -135,6 +136,9 @@ func (fm *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				apiError(w, 400, "bad_request", "bad line", nil)
 				return
 			}
+			fm.mu.Lock()
+			fm.asked++
+			fm.mu.Unlock()
 			if ok, _ := fm.root.HasObject(d); !ok {
 				out.WriteString(d.String() + "\n")
 			}
@@ -270,12 +274,14 @@ func TestPublishRemote(t *testing.T) {
 		t.Errorf("master live %s with %d files, want %s with %d", m.ID, len(m.Entries), r1.ID, len(files))
 	}
 
+	asked := fm.asked
 	r2, err := PublishRemote(t.Context(), cfg, c, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r2.New || r2.ID != r1.ID || fm.putCount() != 4 {
-		t.Errorf("unchanged republish = %+v, %d PUTs in all; want no new set, nothing sent", r2, fm.putCount())
+	if r2.New || r2.ID != r1.ID || fm.putCount() != 4 || fm.asked != asked {
+		t.Errorf("unchanged republish = %+v, %d PUTs in all, %d digests asked; want no new set, nothing sent or asked",
+			r2, fm.putCount(), fm.asked-asked)
 	}
 
 	writeTree(t, src, map[string]string{"All/b.pkg": "b2", "All/c.pkg": "c"})
@@ -285,6 +291,9 @@ func TestPublishRemote(t *testing.T) {
 	}
 	if !r3.New || r3.Sent != 2 || fm.putCount() != 6 || r3.Previous != r1.ID {
 		t.Errorf("republish = %+v, %d PUTs in all; want 2 more", r3, fm.putCount())
+	}
+	if fm.asked != asked+2 {
+		t.Errorf("republish asked about %d digests, want only the 2 changed files'", fm.asked-asked)
 	}
 	m = checkConsistent(t, fm.root, testSet, pub)
 	if a, _ := m.Lookup("All/a.pkg"); a.Modified != r1.ID {
