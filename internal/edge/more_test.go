@@ -1,8 +1,14 @@
 package edge
 
 import (
+	"encoding/pem"
 	"errors"
+	"io"
+	"log"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,6 +19,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
 func TestPrefetchCataloguesAfterSwitch(t *testing.T) {
@@ -211,5 +218,65 @@ func TestLongPollTimeoutAndWaiterCap(t *testing.T) {
 	resp, _ = mustGet(t, e.srv.URL, "/.pkgcdn/sets?wait="+etag, http.StatusNotModified)
 	if resp.Header.Get("Retry-After") == "" {
 		t.Error("long-poll during shutdown without Retry-After")
+	}
+}
+
+func TestFailoverReturnsToFirstUpstream(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m0, up0 := newFakeMaster(t, s)
+	m1, up1 := newFakeMaster(t, s)
+	files := map[string]string{"a": "1", "b": "2", "c": "3"}
+	m0.publish(testSet, files)
+	m1.publish(testSet, files)
+	var mu sync.Mutex
+	now := time.Now()
+	e := newTestEdge(t, v, []string{up0.URL, up1.URL}, func(c *Config, _ *cache.Config) {
+		c.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		c.StickyFor = time.Minute
+	})
+	e.refresh(t)
+	m0.setDown(http.StatusBadGateway)
+	mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK)
+	m0.setDown(0) // back, but the edge sticks to the one that worked
+	before := m0.totalHits()
+	mustGet(t, e.srv.URL, "/"+testSet+"/b", http.StatusOK)
+	if m0.totalHits() != before {
+		t.Error("a request went to the first upstream while sticky to the second")
+	}
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	mustGet(t, e.srv.URL, "/"+testSet+"/c", http.StatusOK)
+	if n := m0.count("/.pkgcdn/objects/sha256/" + digest.Sum([]byte("3")).String()); n != 1 {
+		t.Errorf("after StickyFor the first upstream got %d requests for c, want 1", n)
+	}
+}
+
+func TestHTTPSUpstreamWithCA(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m := &fakeMaster{t: t, signer: s, manifests: map[string][2][]byte{}, live: map[string]*manifest.Manifest{},
+		objects: map[digest.SHA256][]byte{}, hits: map[string]int{}, changed: make(chan struct{})}
+	srv := httptest.NewUnstartedServer(m)
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake below is expected
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	m.publish(testSet, map[string]string{"a": "secure"})
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
+	if err := os.WriteFile(ca, pemBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := newTestEdge(t, v, []string{srv.URL}, func(c *Config, _ *cache.Config) { c.UpstreamCAFile = ca })
+	e.refresh(t)
+	_, b := mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK)
+	if string(b) != "secure" {
+		t.Errorf("over https: %q", b)
+	}
+	// Without the CA the upstream's certificate is refused.
+	e2 := newTestEdge(t, v, []string{srv.URL}, nil)
+	if err := e2.Edge.refresh(t.Context()); err == nil {
+		t.Error("an upstream with an unknown CA was trusted")
 	}
 }

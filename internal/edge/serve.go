@@ -436,7 +436,7 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 
 func (cw *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 	if cw.flush {
-		return io.CopyBuffer(writerOnly{cw}, r, make([]byte, 32<<10))
+		return io.CopyBuffer(writerOnly{cw}, r, make([]byte, streamChunk))
 	}
 	n, err := io.Copy(cw.ResponseWriter, r)
 	cw.n += n
@@ -447,3 +447,7 @@ func (cw *countingWriter) ReadFrom(r io.Reader) (int64, error) {
 func (cw *countingWriter) Unwrap() http.ResponseWriter { return cw.ResponseWriter }
 
 type writerOnly struct{ io.Writer }
+
+// streamChunk is the copy buffer of a response streamed from a fill in
+// progress: each chunk is one write and one flush to the client.
+const streamChunk = 128 << 10
