@@ -258,3 +258,23 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestRefresh(t *testing.T) {
+	f := newFixture(t)
+	writeTree(t, f.src, map[string]string{"All/a.pkg": "a"})
+	id := f.publish(t)
+	out := mustRun(t, "refresh", "--root", f.root, "--set", set, "--key", f.key, "--valid", "90d")
+	if strings.TrimSpace(out) != id.String() {
+		t.Fatalf("refresh printed %q, want the live ID %s", out, id)
+	}
+	root, _ := layout.Open(f.root)
+	data, _, err := root.Manifest(set, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := manifest.Decode(data)
+	if d := time.Until(m.Expires); d < 89*24*time.Hour || d > 91*24*time.Hour {
+		t.Errorf("refreshed manifest expires in %v, want about 90 days", d)
+	}
+	mustRun(t, "verify", "--root", f.root, "--pubkey", f.pub)
+}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
@@ -503,5 +504,64 @@ func TestProgressEventsAddUp(t *testing.T) {
 		if total[stage] != want[0] || done[stage] != want[1] || ends[stage] != 1 {
 			t.Errorf("stage %s: total %d, done %d, %d ends; want %d, %d, 1", stage, total[stage], done[stage], ends[stage], want[0], want[1])
 		}
+	}
+}
+
+func TestRefreshKeepsIDMovesExpiry(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"All/a.pkg": "a", "meta.conf": "m"})
+	cfg, pub := testConfig(t)
+	cfg.Valid = 48 * time.Hour
+	root := newRoot(t)
+	r1, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveManifest(t, root, testSet, pub)
+	// 47 hours later (the clock moves an hour per call): about to expire.
+	now := r1.ID.Time().Add(47 * time.Hour)
+	cfg.Now = func() time.Time { return now }
+	cfg.Valid = 30 * 24 * time.Hour
+	r2, err := Refresh(t.Context(), cfg, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.ID != r1.ID {
+		t.Fatalf("Refresh changed the set ID: %s -> %s", r1.ID, r2.ID)
+	}
+	after := checkConsistent(t, root, testSet, pub)
+	if !after.Expires.Equal(now.Add(cfg.Valid)) || !after.Created.Equal(before.Created) || len(after.Entries) != 2 {
+		t.Errorf("after refresh: created %v expires %v, %d files; want created %v, expires %v, 2 files",
+			after.Created, after.Expires, len(after.Entries), before.Created, now.Add(cfg.Valid))
+	}
+	if ids, _ := root.SetIDs(testSet); len(ids) != 1 {
+		t.Errorf("refresh made a set: %v", ids)
+	}
+	// The refreshed set is live and announced: an unchanged publish is a no-op.
+	cfg.Now = func() time.Time { return now.Add(time.Hour) }
+	r3, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil || r3.New || r3.ID != r1.ID {
+		t.Errorf("publish after refresh = %+v, %v; want no new set", r3, err)
+	}
+}
+
+func TestPublishAfterExpiryMakesNewSet(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"a": "1"})
+	cfg, _ := testConfig(t)
+	cfg.Valid = 2 * time.Hour // the test clock moves an hour per publish
+	root := newRoot(t)
+	r1, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := r1.ID.Time()
+	cfg.Now = func() time.Time { return start.Add(3 * time.Hour) }
+	r2, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r2.New || !r2.ID.After(r1.ID) {
+		t.Errorf("unchanged publish over an expired live set = %+v, want a new set", r2)
 	}
 }

@@ -8,20 +8,9 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
-	"github.com/pkgcdn/pkgcdn/internal/sign"
 	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
-
-// ErrRefreshUnsupported means the layout package in this build cannot
-// replace the manifest of an existing set.
-var ErrRefreshUnsupported = errors.New("refresh: the repository layout cannot re-sign a set in place yet")
-
-// manifestReplacer is the layout method Refresh needs: like Commit, but for
-// the live set's own ID, with a manifest that differs only in its expiry.
-type manifestReplacer interface {
-	Refresh(ctx context.Context, c layout.Commit, v *sign.Verifier, now time.Time) error
-}
 
 // Refresh re-signs the live manifest of cfg.Set with Expires = now +
 // cfg.Valid, keeping its set ID, files and Created time, and re-signs SETS
@@ -29,10 +18,6 @@ type manifestReplacer interface {
 func Refresh(ctx context.Context, cfg Config, root *layout.Root) (res Result, err error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
-	}
-	rep, ok := any(root).(manifestReplacer)
-	if !ok {
-		return Result{}, ErrRefreshUnsupported
 	}
 	unlock, err := root.Lock(ctx)
 	if err != nil {
@@ -63,7 +48,7 @@ func Refresh(ctx context.Context, cfg Config, root *layout.Root) (res Result, er
 	}
 	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
 	c := layout.Commit{Manifest: &m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
-	if err := rep.Refresh(ctx, c, v, now); err != nil {
+	if err := root.Refresh(ctx, c, v, now); err != nil {
 		return Result{}, err
 	}
 	return Result{Set: cfg.Set, ID: m.ID, Previous: m.Previous, Files: len(m.Entries), Bytes: m.TotalSize()}, nil
