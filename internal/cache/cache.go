@@ -100,8 +100,9 @@ type Config struct {
 	// raised to at least 2*HoldBack+256 KiB.
 	PassThroughBytes int64
 	// Fault, if set, is called before each disk step of a fill ("create",
-	// "write", "sync", "meta", "rename") and may return an error to inject a
-	// failure (e.g. syscall.ENOSPC) or kill the process (crash tests).
+	// "write", "sync", "meta", "rename"; and "remove", between the unlinks of
+	// an evicted entry, where its error is ignored) and may return an error
+	// to inject a failure (e.g. syscall.ENOSPC) or kill the process.
 	// Production leaves it nil.
 	Fault func(step string) error
 }

@@ -23,8 +23,8 @@ import (
 //	[40:48] size, big-endian
 //	[48:64] zero
 //
-// It starts with a header record, then one add per entry from least to most
-// recently used (a snapshot), then appended add/del/touch records, and ends
+// It starts with a header record, then one snap record per entry from least
+// to most recently used (a snapshot; its keys are unique), then appended add/del/touch records, and ends
 // with a clean record when the cache was closed. Replaying it rebuilds the
 // entries and their LRU order. A torn or corrupt record ends the replay and
 // counts as a crash. Records are appended without fsync: a lost record is
@@ -38,6 +38,7 @@ const (
 	opTouch  = 4
 	opOpen   = 5
 	opClean  = 6
+	opSnap   = 7 // an entry of the snapshot: keys are unique, so replay inserts blindly
 	magic    = "pkgcdn-cache-index-v1"
 )
 
@@ -116,7 +117,7 @@ func (c *Cache) compactLocked(clean bool) (err error) {
 	put(opHeader, []byte(magic), 0)
 	for i := c.tail; i >= 0; i = c.ents[i].prev {
 		c.ents[i].touched = false
-		put(opAdd, c.ents[i].key[:], c.ents[i].size)
+		put(opSnap, c.ents[i].key[:], c.ents[i].size)
 	}
 	if clean {
 		put(opClean, nil, 0)
@@ -173,6 +174,13 @@ func (c *Cache) open() (dirty bool, err error) {
 	return false, nil
 }
 
+// resetLocked forgets every entry (before a reconcile rebuilds them).
+func (c *Cache) resetLocked() {
+	c.idx = make(map[Key]int32)
+	c.ents, c.free = nil, nil
+	c.head, c.tail, c.used = -1, -1, 0
+}
+
 // removeIndexTemps removes atomicfile temps of the index a crash left.
 func removeIndexTemps(dir string) {
 	names, err := readDirNames(dir)
@@ -217,10 +225,12 @@ func (c *Cache) replay() (clean bool, err error) {
 	r := bufio.NewReaderSize(f, 1<<20)
 	var b [recSize]byte
 	last := byte(0)
+	snap := 0 // snapshot records so far; -1 once past the snapshot
+loop:
 	for first := true; ; first = false {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				break // a torn last record is a crash; last is not opClean
+				break loop // a torn last record is a crash; last is not opClean
 			}
 			return false, fmt.Errorf("read index: %w", err)
 		}
@@ -236,10 +246,31 @@ func (c *Cache) replay() (clean bool, err error) {
 		var key Key
 		copy(key[:], b[8:40])
 		size := int64(binary.BigEndian.Uint64(b[40:48]))
+		if op != opSnap && op != opHeader && snap >= 0 {
+			if len(c.idx) != snap { // duplicate keys: not written by us
+				c.resetLocked()
+				return false, nil
+			}
+			snap = -1
+		}
 		switch op {
+		case opSnap:
+			if snap < 0 {
+				last = 0 // a snapshot record after the snapshot
+				break loop
+			}
+			// One map probe instead of insertLocked's two: replay is
+			// most of New's time, and map probes are most of replay's.
+			i := int32(len(c.ents))
+			c.ents = append(c.ents, entry{key: key, size: size, live: true})
+			c.idx[key] = i
+			c.used += size
+			c.pushFrontLocked(i)
+			snap++
 		case opHeader:
 			if string(b[8:8+len(magic)]) != magic {
-				return false, errors.New("index: unknown format")
+				c.resetLocked() // not ours: rebuild from the directory
+				return false, nil
 			}
 		case opAdd:
 			c.insertLocked(key, size)

@@ -92,6 +92,7 @@ func (c *Cache) removeLocked(i int32) {
 	if err := removeIfExists(c.dataPath(key)); err != nil {
 		c.log.Warn("cache remove", "sha256", key.String(), "err", err)
 	}
+	_ = c.fault("remove") // crash tests die here; there is nothing to fail
 	if err := removeIfExists(c.metaPath(key)); err != nil {
 		c.log.Warn("cache remove", "sha256", key.String(), "err", err)
 	}

@@ -1,0 +1,132 @@
+package cache
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"io"
+	"os"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+)
+
+func BenchmarkGetHit(b *testing.B) {
+	c := newCache(b, Config{})
+	data := randBytes(64<<10, 1)
+	key := keyOf(data)
+	fillAndRead(b, c, key, specFor(data, staticUpstream(data)))
+	c.wg.Wait()
+	p := make([]byte, 4<<10)
+	b.SetBytes(int64(len(p)))
+	b.ReportAllocs()
+	for b.Loop() {
+		o, err := c.Get(key)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := o.ReadAt(p, 4096); err != nil {
+			b.Fatal(err)
+		}
+		o.Close()
+	}
+}
+
+// BenchmarkStreamFill is one fill of 64 MiB from memory, verified and
+// committed, read whole by 8 concurrent readers.
+func BenchmarkStreamFill(b *testing.B) {
+	c := newCache(b, Config{MaxBytes: 200 << 20})
+	const size = 64 << 20
+	data := randBytes(size, 2)
+	b.SetBytes(size)
+	for i := 0; b.Loop(); i++ {
+		data[0] = byte(i) // a new object each round
+		data[1] = byte(i >> 8)
+		u := staticUpstream(data)
+		spec := specFor(data, u)
+		key := keyOf(data)
+		var wg sync.WaitGroup
+		for range 8 {
+			s, err := c.Fill(key, spec)
+			if err != nil {
+				b.Fatal(err)
+			}
+			wg.Go(func() {
+				defer s.Close()
+				if n, err := io.Copy(io.Discard, s.Reader(0)); err != nil || n != size {
+					b.Errorf("read %d bytes: %v", n, err)
+				}
+			})
+		}
+		wg.Wait()
+		c.wg.Wait()
+	}
+}
+
+// BenchmarkOpen1M times New over a cleanly closed index of 1e6 entries.
+// Their files do not exist: a clean New never looks at them.
+func BenchmarkOpen1M(b *testing.B) {
+	const n = 1_000_000
+	dir := b.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "objects"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	index := filepath.Join(dir, "index")
+	f, err := os.Create(index)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriter(f)
+	var rec [recSize]byte
+	encodeRecord(&rec, opHeader, []byte(magic), 0)
+	w.Write(rec[:])
+	for i := range n {
+		var k Key
+		binary.BigEndian.PutUint64(k[:], uint64(i)*0x9e3779b97f4a7c15)
+		binary.BigEndian.PutUint64(k[8:], uint64(i))
+		encodeRecord(&rec, opSnap, k[:], 100<<10)
+		w.Write(rec[:])
+	}
+	encodeRecord(&rec, opClean, nil, 0)
+	w.Write(rec[:])
+	if err := errorsJoin(w.Flush(), f.Close()); err != nil {
+		b.Fatal(err)
+	}
+	fi, _ := os.Stat(index)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := New(Config{Dir: dir, MaxBytes: 1 << 40, Logger: benchLogger()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st := c.Stats(); st.Entries != n {
+			b.Fatalf("Entries = %d, want %d", st.Entries, n)
+		}
+		// Undo this run's "open" record instead of a Close, which would
+		// rewrite the index.
+		c.cancel(nil)
+		c.jr.close()
+		if err := os.Truncate(index, fi.Size()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func errorsJoin(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var _ = bytes.Equal
+
+func benchLogger() *slog.Logger {
+	if os.Getenv("PKGCDN_BENCH_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}

@@ -1,0 +1,156 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+)
+
+const (
+	crashDirEnv = "PKGCDN_CACHE_CRASH_DIR"
+	crashAtEnv  = "PKGCDN_CACHE_CRASH_AT"
+)
+
+// crashObjects are the objects the crash child stores, keyed by sha256.
+func crashObjects() [][]byte {
+	objs := make([][]byte, 5)
+	for i := range objs {
+		objs[i] = randBytes(300<<10+i, uint64(900+i))
+	}
+	return objs
+}
+
+// TestKillAtAnyStep re-executes the test binary as a child that runs the
+// cache through fills, an eviction, a Meta update and a restart, and
+// SIGKILLs itself at its n-th disk step, for every n until the child
+// survives. After each kill, New must open the directory and every entry
+// it offers must be complete and correct.
+func TestKillAtAnyStep(t *testing.T) {
+	if dir := os.Getenv(crashDirEnv); dir != "" {
+		crashChild(dir, os.Getenv(crashAtEnv))
+		return
+	}
+	objs := crashObjects()
+	for n := 1; ; n++ {
+		dir := t.TempDir()
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKillAtAnyStep$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashAtEnv+"="+strconv.Itoa(n))
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+		if err != nil && !killed {
+			t.Fatalf("child (kill at %d): %v\n%s", n, err, out)
+		}
+		checkAfterCrash(t, dir, objs, n)
+		if !killed {
+			if n < 20 {
+				t.Errorf("child survived at step %d: too few steps exercised", n)
+			}
+			return
+		}
+	}
+}
+
+func checkAfterCrash(t *testing.T, dir string, objs [][]byte, n int) {
+	t.Helper()
+	c, err := New(Config{Dir: dir, MaxBytes: 3 * (300<<10 + 10)})
+	if err != nil {
+		t.Fatalf("New after kill at step %d: %v", n, err)
+	}
+	defer c.Close()
+	assertEmptyTmp(t, c)
+	for _, b := range objs {
+		key := keyOf(b)
+		o, err := c.Get(key)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Errorf("kill at %d: Get: %v", n, err)
+			continue
+		}
+		got, err := io.ReadAll(io.NewSectionReader(o, 0, o.Size()))
+		if err != nil || !bytes.Equal(got, b) || o.Meta().SHA256 != digest.SHA256(key) {
+			t.Errorf("kill at %d: entry %s is not its bytes (%d bytes, %v)", n, key, len(got), err)
+		}
+		o.Close()
+	}
+	// Whatever was lost can be fetched again.
+	b := objs[0]
+	if got := fillAndRead(t, c, keyOf(b), specFor(b, staticUpstream(b))); !bytes.Equal(got, b) {
+		t.Errorf("kill at %d: refill differs", n)
+	}
+	c.wg.Wait()
+	// No stray files: every data file has its Meta and is indexed.
+	for i := range 256 {
+		names, _ := readDirNames(filepath.Join(dir, "objects", fanout(byte(i))))
+		for _, name := range names {
+			k, isMeta, ok := parseName(name)
+			c.mu.Lock()
+			_, indexed := c.idx[k]
+			c.mu.Unlock()
+			if !ok || !indexed {
+				t.Errorf("kill at %d: stray file %s (meta %v)", n, name, isMeta)
+			}
+		}
+	}
+}
+
+// crashChild is the child's life: it dies at its n-th disk step.
+func crashChild(dir, at string) {
+	n, _ := strconv.Atoi(at)
+	step := 0
+	hook := func(name string) error {
+		if step++; step == n {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // the signal is on its way
+		}
+		return nil
+	}
+	atomicfile.FaultHook = hook
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	objs := crashObjects()
+	cfg := Config{Dir: dir, MaxBytes: 3 * (300<<10 + 10), Fault: hook}
+	c, err := New(cfg)
+	if err != nil {
+		fail(err)
+	}
+	fillSync := func(c *Cache, b []byte) {
+		s, err := c.Fill(keyOf(b), specFor(b, staticUpstream(b)))
+		if err != nil {
+			fail(err)
+		}
+		if _, err := io.Copy(io.Discard, s.Reader(0)); err != nil {
+			fail(err)
+		}
+		s.Close()
+		c.wg.Wait()
+	}
+	for _, b := range objs[:4] { // the 4th evicts the 1st
+		fillSync(c, b)
+	}
+	if err := c.UpdateMeta(keyOf(objs[1]), Meta{ETag: "x"}); err != nil {
+		fail(err)
+	}
+	if err := c.Close(); err != nil {
+		fail(err)
+	}
+	if c, err = New(cfg); err != nil {
+		fail(err)
+	}
+	fillSync(c, objs[4])
+	// Die without Close: the next New must reconcile.
+}
