@@ -58,10 +58,12 @@ func (r *Root) PutObject(d digest.SHA256, size int64, src io.Reader) error {
 }
 
 // PutFile stores the object d of size bytes copied from the file srcPath,
-// with the cheapest copy the system has (copy_file_range(2) on Linux and
-// FreeBSD, else read/write), then checks the size and sha256 of what was
-// written. It never hardlinks srcPath: a rebuild overwriting the source in
-// place would change a published object.
+// with the cheapest copy measured (see defaultCopyMethods): on Linux a clone
+// (FICLONE) where the filesystem shares blocks, on FreeBSD
+// copy_file_range(2), else a user-space copy that hashes as it copies. It
+// checks the size and sha256 of what was written. It never hardlinks
+// srcPath: a rebuild overwriting the source in place would change a
+// published object (a clone is copy-on-write, so it cannot).
 func (r *Root) PutFile(d digest.SHA256, size int64, srcPath string) error {
 	if err := r.putObject(d, size, func(f *os.File) error {
 		src, err := os.Open(srcPath)
