@@ -457,8 +457,9 @@ func (e *Edge) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Allow", "GET, HEAD")
 	case errors.Is(err, errBadRequest):
 		status = http.StatusBadRequest
-	case errors.Is(err, errNoSets):
+	case errors.Is(err, errNoSets), errors.Is(err, errNoManifest):
 		status = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
 	case timeoutError(err), errors.Is(err, cache.ErrStalled):
 		status = http.StatusGatewayTimeout
 	case errors.Is(err, ErrUpstreamDown):
@@ -484,6 +485,7 @@ func (e *Edge) writeError(w http.ResponseWriter, r *http.Request, err error) {
 var (
 	errBadRequest = errors.New("bad request")
 	errNoSets     = errors.New("no verified SETS yet")
+	errNoManifest = errors.New("no verified manifest yet")
 )
 
 // notice is the body of a push notice.

@@ -280,3 +280,27 @@ func TestHTTPSUpstreamWithCA(t *testing.T) {
 		t.Error("an upstream with an unknown CA was trusted")
 	}
 }
+
+func TestNoVerifiedSetIs503Not404(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	m.publish(testSet, map[string]string{"a": "1"})
+	m.setDown(http.StatusServiceUnavailable)
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	if err := e.Edge.refresh(t.Context()); err == nil {
+		t.Fatal("refresh with the upstream down succeeded")
+	}
+	// Nothing verified yet: a 404 would end pkg's failover to other mirrors.
+	mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusServiceUnavailable)
+	mustGet(t, e.srv.URL, "/.pkgcdn/objects/sha256/"+strings.Repeat("0", 64), http.StatusBadGateway)
+
+	// SETS verified, but the set's manifest expired: unavailable, not absent.
+	m.setDown(0)
+	m.publish("other/set", map[string]string{"b": "2"}, publishOpts{expires: time.Now().Add(-time.Hour).Truncate(time.Second)})
+	e.refresh(t)
+	mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK)
+	mustGet(t, e.srv.URL, "/other/set/b", http.StatusServiceUnavailable)
+	mustGet(t, e.srv.URL, "/"+testSet+"/nope", http.StatusNotFound)
+	mustGet(t, e.srv.URL, "/unknown/set/b", http.StatusNotFound)
+}

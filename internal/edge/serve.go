@@ -38,8 +38,14 @@ const (
 
 func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 	snap := e.snap.Load() // once: the whole request is answered from one set
-	t, err := route.ParseURL(r.URL, snap.isSet)
+	t, err := route.ParseURL(r.URL, snap.isKnown)
 	if err != nil {
+		if snap.setsData == nil && !strings.HasPrefix(r.URL.Path, route.Prefix) {
+			// No verified SETS yet (first start, upstream unreachable): we
+			// cannot say a path is not in its set. 404 would stop pkg's
+			// failover to the next mirror; 503 does not.
+			return errNoSets
+		}
 		return err
 	}
 	if t.Kind == route.Notify {
@@ -51,6 +57,11 @@ func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 	switch t.Kind {
 	case route.SetFile:
 		st := snap.sets[t.Set]
+		if st == nil {
+			// Named by the verified SETS, but its manifest did not verify
+			// (yet): unavailable, not absent.
+			return fmt.Errorf("set %s: %w", t.Set, errNoManifest)
+		}
 		ent, id, ok := st.lookup(t.Path)
 		if !ok {
 			return fmt.Errorf("%w: %s not in set %s", route.ErrNotFound, t.Path, t.Set)

@@ -70,7 +70,15 @@ func newSnapshot() *snapshot {
 	return &snapshot{sets: map[string]*setState{}, changed: make(chan struct{})}
 }
 
-func (s *snapshot) isSet(name string) bool { _, ok := s.sets[name]; return ok }
+// isKnown reports whether name is a set served here or named by the
+// verified upstream SETS (then unavailable until its manifest verifies).
+func (s *snapshot) isKnown(name string) bool {
+	if _, ok := s.sets[name]; ok {
+		return true
+	}
+	_, ok := s.upstream.Lookup(name)
+	return ok
+}
 
 // setsETag returns the strong validator of a SETS file.
 func setsETag(data []byte) string { return `"` + digest.Sum(data).String() + `"` }
