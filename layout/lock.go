@@ -14,7 +14,8 @@ import (
 // interleave a Commit or a GC. It waits until ctx is done, then fails with an
 // error wrapping ErrLocked that names the holder ("held by pid N since T").
 // The lock dies with its process, so a crashed publisher never leaves it
-// held. unlock releases it; call it exactly once.
+// held. unlock releases it; call it exactly once. Lock is not reentrant: a
+// second Lock of the same root waits, also in the same process.
 func (r *Root) Lock(ctx context.Context) (unlock func() error, err error) {
 	path := filepath.Join(r.Dir, lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
