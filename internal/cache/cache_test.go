@@ -733,7 +733,7 @@ func TestRestartReconcilesAfterCrash(t *testing.T) {
 	late := randBytes(7000, 500)
 	fillAndRead(t, c, keyOf(late), specFor(late, staticUpstream(late)))
 	c.wg.Wait()
-	c.jr.f.Close() // abandon without Close...
+	c.jr.f.Close()                                                                                                              // abandon without Close...
 	os.WriteFile(filepath.Join(dir, "index"), append(index[:len(index)-recSize:len(index)-recSize], make([]byte, 7)...), 0o644) // ...with the add lost and a torn record
 
 	c2 := newCache(t, Config{Dir: dir})

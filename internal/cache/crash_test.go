@@ -25,7 +25,7 @@ const (
 func crashObjects() [][]byte {
 	objs := make([][]byte, 5)
 	for i := range objs {
-		objs[i] = randBytes(300<<10+i, uint64(900+i))
+		objs[i] = randBytes(200<<10+i, uint64(900+i))
 	}
 	return objs
 }
@@ -63,7 +63,7 @@ func TestKillAtAnyStep(t *testing.T) {
 
 func checkAfterCrash(t *testing.T, dir string, objs [][]byte, n int) {
 	t.Helper()
-	c, err := New(Config{Dir: dir, MaxBytes: 3 * (300<<10 + 10)})
+	c, err := New(Config{Dir: dir, MaxBytes: 3 * (200<<10 + 10)})
 	if err != nil {
 		t.Fatalf("New after kill at step %d: %v", n, err)
 	}
@@ -123,7 +123,7 @@ func crashChild(dir, at string) {
 		os.Exit(2)
 	}
 	objs := crashObjects()
-	cfg := Config{Dir: dir, MaxBytes: 3 * (300<<10 + 10), Fault: hook}
+	cfg := Config{Dir: dir, MaxBytes: 3 * (200<<10 + 10), Fault: hook}
 	c, err := New(cfg)
 	if err != nil {
 		fail(err)

@@ -59,7 +59,7 @@ func (c *Cache) writeMeta(k Key, m Meta) (err error) {
 	}
 	defer func() {
 		if err != nil {
-			_ = f.Close()            // already failing
+			_ = f.Close()           // already failing
 			_ = os.Remove(f.Name()) // best effort; New empties tmp/ anyway
 		}
 	}()

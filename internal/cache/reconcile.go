@@ -15,7 +15,8 @@ import (
 //     lost): they are complete by construction, so one stat gives the size,
 //   - removes a Meta without its data (a commit that died between renames).
 func (c *Cache) reconcileLocked() error {
-	present := make(map[Key]bool, len(c.idx)) // key -> has a .meta
+	present := make(map[Key]bool, len(c.idx)) // data file key -> has a .meta
+	var orphans []Key                         // a .meta without data
 	for b := 0; b < 256; b++ {
 		dir := filepath.Join(c.objDir, fanout(byte(b)))
 		names, err := readDirNames(dir)
@@ -37,16 +38,19 @@ func (c *Cache) reconcileLocked() error {
 		for k := range metas {
 			if _, ok := present[k]; ok {
 				present[k] = true
-			} else if _, ok := c.idx[k]; !ok {
-				if err := removeIfExists(c.metaPath(k)); err != nil {
-					return err
-				}
+			} else {
+				orphans = append(orphans, k)
 			}
 		}
 	}
 	for k, i := range c.idx {
 		if _, ok := present[k]; !ok {
 			c.dropLocked(i)
+		}
+	}
+	for _, k := range orphans {
+		if err := removeIfExists(c.metaPath(k)); err != nil {
+			return err
 		}
 	}
 	for k, hasMeta := range present {
