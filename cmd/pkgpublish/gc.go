@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
 
@@ -40,63 +38,29 @@ func (e *env) gcCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			p := layout.Policy{Keep: c.Int("keep"), Grace: grace, Now: time.Now()}
-			if c.Bool("dry-run") {
-				return e.gcDryRun(root, p)
+			dry := c.Bool("dry-run")
+			p := layout.Policy{Keep: c.Int("keep"), Grace: grace, Now: time.Now(), DryRun: dry}
+			if !dry { // a dry run needs no lock
+				unlock, lerr := root.Lock(c.Context)
+				if lerr != nil {
+					return lerr
+				}
+				defer func() { err = errors.Join(err, unlock()) }()
 			}
-			unlock, err := root.Lock(c.Context)
-			if err != nil {
-				return err
-			}
-			defer func() { err = errors.Join(err, unlock()) }()
 			rep, err := root.GC(c.Context, p)
-			for _, s := range rep.SetsRemoved {
-				fmt.Fprintf(e.stdout, "removed set %s\n", s)
+			verb := "removed"
+			if dry {
+				verb = "would remove"
 			}
-			fmt.Fprintf(e.stdout, "removed %d sets, %d objects (%d bytes), %d staging leftovers\n",
-				len(rep.SetsRemoved), rep.ObjectsRemoved, rep.BytesFreed, rep.StagingRemoved)
+			for _, s := range rep.SetsRemoved {
+				fmt.Fprintf(e.stdout, "%s set %s\n", verb, s)
+			}
+			fmt.Fprintf(e.stdout, "%s %d sets, %d objects (%d bytes), %d staging leftovers\n",
+				verb, len(rep.SetsRemoved), rep.ObjectsRemoved, rep.BytesFreed, rep.StagingRemoved)
+			if dry {
+				fmt.Fprintln(e.stdout, "dry run: nothing removed")
+			}
 			return err
 		},
 	}
-}
-
-// gcDryRun prints the sets GC would remove under p, following layout.GC's
-// documented rule. Objects are not counted: that needs layout (see report).
-func (e *env) gcDryRun(root *layout.Root, p layout.Policy) error {
-	names, err := root.SetNames()
-	if err != nil {
-		return err
-	}
-	announced := map[string]string{}
-	if data, _, err := root.Sets(); err == nil {
-		if sets, err := setid.ParseSets(bytes.NewReader(data)); err == nil {
-			for _, s := range sets {
-				announced[s.Set] = s.ID.String()
-			}
-		}
-	}
-	n := 0
-	for _, name := range names {
-		live, err := root.Live(name)
-		if err != nil {
-			return err
-		}
-		ids, err := root.SetIDs(name)
-		if err != nil {
-			return err
-		}
-		for i, id := range ids {
-			keep := id == live || announced[name] == id.String() || i >= len(ids)-p.Keep
-			// A set's end of life is its successor's ID.
-			if i+1 < len(ids) && ids[i+1].Time().After(p.Now.Add(-p.Grace)) {
-				keep = true
-			}
-			if !keep {
-				fmt.Fprintf(e.stdout, "would remove set %s/%s\n", name, id)
-				n++
-			}
-		}
-	}
-	fmt.Fprintf(e.stdout, "would remove %d sets (dry run: nothing removed)\n", n)
-	return nil
 }
