@@ -32,32 +32,44 @@ func crashObjects() [][]byte {
 
 // TestKillAtAnyStep re-executes the test binary as a child that runs the
 // cache through fills, an eviction, a Meta update and a restart, and
-// SIGKILLs itself at its n-th disk step, for every n until the child
-// survives. After each kill, New must open the directory and every entry
-// it offers must be complete and correct.
+// SIGKILLs itself at its n-th disk step, for every step the child takes.
+// After each kill, New must open the directory, and every entry it offers
+// must be complete and correct, with no stray file left.
 func TestKillAtAnyStep(t *testing.T) {
 	if dir := os.Getenv(crashDirEnv); dir != "" {
 		crashChild(dir, os.Getenv(crashAtEnv))
 		return
 	}
-	objs := crashObjects()
-	for n := 1; ; n++ {
-		dir := t.TempDir()
+	run := func(t *testing.T, n int) (out []byte, killed bool, dir string) {
+		dir = t.TempDir()
 		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKillAtAnyStep$", "-test.count=1")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashAtEnv+"="+strconv.Itoa(n))
-		out, err := cmd.CombinedOutput()
+		out, err := cmd.Output()
 		var ee *exec.ExitError
-		killed := errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+		killed = errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
 		if err != nil && !killed {
 			t.Fatalf("child (kill at %d): %v\n%s", n, err, out)
 		}
-		checkAfterCrash(t, dir, objs, n)
-		if !killed {
-			if n < 20 {
-				t.Errorf("child survived at step %d: too few steps exercised", n)
+		return out, killed, dir
+	}
+	out, killed, _ := run(t, 0) // count the steps
+	var steps int
+	if _, err := fmt.Sscanf(string(out), "steps %d", &steps); err != nil || killed {
+		t.Fatalf("child reported %q (killed %v)", out, killed)
+	}
+	if steps < 25 {
+		t.Fatalf("child took %d disk steps, want the whole life of several entries", steps)
+	}
+	objs := crashObjects()
+	for n := 1; n <= steps; n++ {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			t.Parallel()
+			if _, killed, dir := run(t, n); !killed {
+				t.Errorf("child not killed at step %d", n)
+			} else {
+				checkAfterCrash(t, dir, objs, n)
 			}
-			return
-		}
+		})
 	}
 }
 
@@ -152,5 +164,7 @@ func crashChild(dir, at string) {
 		fail(err)
 	}
 	fillSync(c, objs[4])
-	// Die without Close: the next New must reconcile.
+	// Die without Close (the next New must reconcile), and say how far we got.
+	fmt.Printf("steps %d\n", step)
+	os.Exit(0)
 }
