@@ -304,3 +304,17 @@ func TestNoVerifiedSetIs503Not404(t *testing.T) {
 	mustGet(t, e.srv.URL, "/"+testSet+"/nope", http.StatusNotFound)
 	mustGet(t, e.srv.URL, "/unknown/set/b", http.StatusNotFound)
 }
+
+func TestRangeOnUncachedObject(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(300_000, 11)
+	m.publish(testSet, map[string]string{"All/curl-8.10.pkg": body})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	resp, b := mustGet(t, e.srv.URL, "//"+testSet+"/All/curl-8.10.pkg", http.StatusPartialContent, "Range", "bytes=123456-")
+	if string(b) != body[123456:] {
+		t.Errorf("uncached tail range: %d bytes, Content-Range %q", len(b), resp.Header.Get("Content-Range"))
+	}
+}

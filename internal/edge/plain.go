@@ -414,7 +414,7 @@ func (e *Edge) fillPlain(w http.ResponseWriter, r *http.Request, p string, key c
 	setPlainHeaders(w.Header(), m)
 	w.Header().Set("Cache-Status", csMiss)
 	e.met.requests.WithLabelValues("miss").Inc()
-	serveStream(w, r, s, m.Size, m.LastModified, e.met.bytesUpstream)
+	e.serveStream(w, r, s, m.Size, m.LastModified, e.met.bytesUpstream)
 	return nil
 }
 
@@ -447,7 +447,7 @@ func (e *Edge) replace(w http.ResponseWriter, r *http.Request, p string, seen ui
 	setPlainHeaders(w.Header(), m)
 	w.Header().Set("Cache-Status", csReplaced)
 	e.met.requests.WithLabelValues("replaced").Inc()
-	serveStream(w, r, s, m.Size, m.LastModified, e.met.bytesUpstream)
+	e.serveStream(w, r, s, m.Size, m.LastModified, e.met.bytesUpstream)
 	return nil
 }
 

@@ -146,12 +146,12 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	if s.Hit() { // committed between our Get and Fill
 		h.Set("Cache-Status", csHit)
 		e.met.requests.WithLabelValues("hit").Inc()
-		serveStream(w, r, s, size, o.modified, e.met.bytesCache)
+		e.serveStream(w, r, s, size, o.modified, e.met.bytesCache)
 		return nil
 	}
 	h.Set("Cache-Status", csMiss)
 	e.met.requests.WithLabelValues("miss").Inc()
-	serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)
+	e.serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)
 	return nil
 }
 
@@ -333,7 +333,7 @@ func serveCached(w http.ResponseWriter, r *http.Request, obj *cache.Object, modi
 // serveStream serves a fill in progress. Headers go out at once; each chunk
 // is flushed to the client as soon as it arrived from upstream. A fill that
 // fails after the headers went out breaks the connection.
-func serveStream(w http.ResponseWriter, r *http.Request, s *cache.Stream, size int64, modified time.Time, c counter) {
+func (e *Edge) serveStream(w http.ResponseWriter, r *http.Request, s *cache.Stream, size int64, modified time.Time, c counter) {
 	cw := &countingWriter{ResponseWriter: w, flush: true}
 	defer func() { c.Add(float64(cw.n)) }()
 	if size < 0 {
@@ -349,15 +349,25 @@ func serveStream(w http.ResponseWriter, r *http.Request, s *cache.Stream, size i
 		w.WriteHeader(http.StatusOK)
 		ss := &streamSeeker{s: s, size: -1}
 		if _, err := io.Copy(cw, ss); err != nil || ss.failed() != nil {
-			panic(http.ErrAbortHandler)
+			e.abort(r, errors.Join(err, ss.failed()), cw.n)
 		}
 		return
 	}
 	ss := &streamSeeker{s: s, size: size}
 	http.ServeContent(cw, r, "", modified, ss)
-	if ss.failed() != nil {
-		panic(http.ErrAbortHandler) // never a short 200
+	if err := ss.failed(); err != nil {
+		e.abort(r, err, cw.n)
 	}
+}
+
+// abort breaks the connection of a response whose fill failed after the
+// headers went out: the client sees a broken transfer, never a short 200.
+func (e *Edge) abort(r *http.Request, err error, sent int64) {
+	if errors.Is(err, cache.ErrClosed) && r.Context().Err() != nil {
+		panic(http.ErrAbortHandler) // the client left: nothing to report
+	}
+	e.log.Warn("response aborted", "path", r.URL.Path, "bytes", sent, "err", err)
+	panic(http.ErrAbortHandler)
 }
 
 // streamSeeker is an io.ReadSeeker over a cache.Stream of known size, for
