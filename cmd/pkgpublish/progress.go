@@ -4,6 +4,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/cheggaaa/pb/v3"
 	"golang.org/x/term"
@@ -18,10 +19,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 // progress returns the progress callback of a publish: pb/v3 bars on a
-// terminal, nothing otherwise (the library logs each stage's end).
+// terminal, otherwise a log line every progressEvery.
 func (e *env) progress() func(publish.Event) {
 	if !e.tty {
-		return nil
+		return e.progressLog()
 	}
 	var mu sync.Mutex // guards bars
 	bars := map[publish.Stage]*pb.ProgressBar{}
@@ -42,6 +43,34 @@ func (e *env) progress() func(publish.Event) {
 		default:
 			if bar := bars[ev.Stage]; bar != nil {
 				bar.Add64(ev.N)
+			}
+		}
+	}
+}
+
+// progressEvery is how often a publish without a terminal logs its progress.
+const progressEvery = 10 * time.Second
+
+// progressLog returns a progress callback that logs each stage's bytes so
+// far at most every progressEvery (cron mails and journals get no bars).
+func (e *env) progressLog() func(publish.Event) {
+	var mu sync.Mutex // guards the maps
+	done := map[publish.Stage]int64{}
+	total := map[publish.Stage]int64{}
+	last := map[publish.Stage]time.Time{}
+	return func(ev publish.Event) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case ev.Start:
+			done[ev.Stage], total[ev.Stage], last[ev.Stage] = 0, ev.Total, time.Now()
+		case ev.End:
+			delete(done, ev.Stage)
+		default:
+			done[ev.Stage] += ev.N
+			if time.Since(last[ev.Stage]) >= progressEvery {
+				last[ev.Stage] = time.Now()
+				e.log.Info("progress", "stage", string(ev.Stage), "bytes", done[ev.Stage], "total_bytes", total[ev.Stage])
 			}
 		}
 	}
