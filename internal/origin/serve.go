@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"os"
 	"path"
 	"strings"
 	"time"
@@ -130,6 +129,13 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, api bool, err erro
 	}
 }
 
+// Constant header values, shared: Header.Set would allocate each one on
+// every request. net/http only reads (or deletes) them.
+var (
+	hvRevalidate = []string{ccRevalidate}
+	hvNosniff    = []string{"nosniff"}
+)
+
 // serveSetFile serves a file of the live set: `current` is read once, and
 // everything after uses that ID, so a request never mixes two sets.
 func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsState, t route.Target) error {
@@ -137,26 +143,26 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 	if err != nil {
 		return err
 	}
-	m, err := s.manifest(t.Set, live)
+	v, err := s.manifest(t.Set, live)
 	if err != nil {
 		return err
 	}
 	h := w.Header()
-	h.Set(hdrSet, t.Set)
-	h.Set(hdrSetID, live.String())
-	id := live
-	e, ok := m.Lookup(t.Path)
+	h[hdrSet] = v.setHdr
+	h[hdrSetID] = v.idHdr
+	e, ok := v.Lookup(t.Path)
 	if !ok && !s.cfg.NoGrace {
-		id, e, ok = s.grace(st, t.Set, live, t.Path)
+		var gv *setView
+		if gv, e, ok = s.grace(st, t.Set, live, t.Path); ok {
+			h[hdrSetID] = gv.idHdr
+			h[hdrGrace] = v.idHdr
+			v = gv
+		}
 	}
 	if !ok {
 		return errNotFound
 	}
-	p, err := s.root.FilePath(t.Set, id, e.Path)
-	if err != nil {
-		return err
-	}
-	f, err := os.Open(p)
+	f, err := openFile(v.filePath(e))
 	if err != nil {
 		return err
 	}
@@ -166,37 +172,44 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 		return err
 	}
 	if !fi.Mode().IsRegular() || fi.Size() != e.Size {
-		return fmt.Errorf("set %s %s: %s: not a regular file of %d bytes as the manifest says", t.Set, id, e.Path, e.Size)
+		return fmt.Errorf("set %s %s: %s: not a regular file of %d bytes as the manifest says", t.Set, v.ID, e.Path, e.Size)
 	}
-	if id != live {
-		h.Set(hdrSetID, id.String())
-		h.Set(hdrGrace, live.String())
-	}
-	h.Set("ETag", `"`+e.SHA256.String()+`"`)
-	h.Set("Cache-Control", ccRevalidate)
-	h.Set("Content-Type", contentType(e.Path))
-	http.ServeContent(w, r, "", e.Modified.Time(), f)
+	h["Etag"] = []string{`"` + e.SHA256.String() + `"`}
+	h["Cache-Control"] = hvRevalidate
+	h["Content-Type"] = contentTypeHdr(e.Path)
+	h["X-Content-Type-Options"] = hvNosniff
+	http.ServeContent(w, r, "", e.Modified.Time(), newSizedFile(f, fi.Size()))
 	return nil
 }
 
-// contentType is by extension from a fixed table, so it does not depend
-// on the host's mime.types, and ServeContent never reads the file to sniff.
-func contentType(p string) string {
-	switch strings.ToLower(path.Ext(p)) {
-	case ".conf", ".txt", ".asc":
-		return "text/plain; charset=utf-8"
-	case ".json":
-		return "application/json"
-	case ".xz", ".txz":
-		return "application/x-xz"
-	case ".zst", ".tzst":
-		return "application/zstd"
-	case ".gz", ".tgz":
-		return "application/gzip"
-	case ".html":
-		return "text/html; charset=utf-8"
+// contentTypes maps extensions to Content-Type from a fixed table, so the
+// answer does not depend on the host's mime.types, and ServeContent never
+// reads the file to sniff. Anything else is application/octet-stream.
+var contentTypes = map[string][]string{
+	".conf": {"text/plain; charset=utf-8"},
+	".txt":  {"text/plain; charset=utf-8"},
+	".asc":  {"text/plain; charset=utf-8"},
+	".json": {"application/json"},
+	".xz":   {"application/x-xz"},
+	".txz":  {"application/x-xz"},
+	".zst":  {"application/zstd"},
+	".tzst": {"application/zstd"},
+	".gz":   {"application/gzip"},
+	".tgz":  {"application/gzip"},
+	".html": {"text/html; charset=utf-8"},
+}
+
+var hvOctetStream = []string{"application/octet-stream"}
+
+func contentTypeHdr(p string) []string {
+	ext := path.Ext(p)
+	if ct, ok := contentTypes[ext]; ok {
+		return ct
 	}
-	return "application/octet-stream"
+	if ct, ok := contentTypes[strings.ToLower(ext)]; ok {
+		return ct
+	}
+	return hvOctetStream
 }
 
 // serveSets serves SETS or its signature, and implements the long-poll.
@@ -297,7 +310,7 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, t route.T
 }
 
 func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, d digest.SHA256) error {
-	f, err := os.Open(s.root.ObjectPath(d))
+	f, err := openFile(s.root.ObjectPath(d))
 	if err != nil {
 		return err
 	}
@@ -313,7 +326,7 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, d digest.SH
 	h.Set("ETag", `"`+d.String()+`"`)
 	h.Set("Cache-Control", ccImmutable)
 	h.Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", fi.ModTime(), f)
+	http.ServeContent(w, r, "", fi.ModTime(), newSizedFile(f, fi.Size()))
 	return nil
 }
 

@@ -154,31 +154,46 @@ func (s *Server) retained(st *setsState, set string) ([]setid.ID, error) {
 
 // grace finds path in the newest of the GraceSets retained sets older than
 // live that has it.
-func (s *Server) grace(st *setsState, set string, live setid.ID, path string) (setid.ID, manifest.Entry, bool) {
+func (s *Server) grace(st *setsState, set string, live setid.ID, path string) (*setView, manifest.Entry, bool) {
 	ids, err := s.retained(st, set)
 	if err != nil {
-		return setid.ID{}, manifest.Entry{}, false
+		return nil, manifest.Entry{}, false
 	}
 	i, _ := slices.BinarySearchFunc(ids, live, setid.ID.Compare)
 	for n := 0; i > 0 && n < s.cfg.GraceSets; n++ {
 		i--
-		m, err := s.manifest(set, ids[i])
+		v, err := s.manifest(set, ids[i])
 		if err != nil {
 			continue // collected meanwhile, or broken: not a grace candidate
 		}
-		if e, ok := m.Lookup(path); ok {
-			return ids[i], e, true
+		if e, ok := v.Lookup(path); ok {
+			return v, e, true
 		}
 	}
-	return setid.ID{}, manifest.Entry{}, false
+	return nil, manifest.Entry{}, false
+}
+
+// setView is a parsed manifest with what serving its files needs on every
+// request, computed once: the set's directory and its response headers.
+type setView struct {
+	*manifest.Manifest
+	dir    string   // sets/<set>/<id>: manifest paths are joined to it
+	setHdr []string // X-Pkgcdn-Set value
+	idHdr  []string // X-Pkgcdn-Set-Id value
+}
+
+// filePath returns the path of a manifest entry. Entry paths passed
+// relpath.Validate when the manifest was decoded.
+func (v *setView) filePath(e manifest.Entry) string {
+	return v.dir + string(filepath.Separator) + filepath.FromSlash(e.Path)
 }
 
 // manifest returns the parsed manifest of (set, id) from the cache, loading
 // it once however many requests ask at the same time. Set IDs are
 // immutable, so a cached manifest never goes stale; after a switch the new
 // live ID is simply a new key and the old one ages out of the LRU.
-func (s *Server) manifest(set string, id setid.ID) (*manifest.Manifest, error) {
-	return s.cache.get(mkey{set, id}, func() (*manifest.Manifest, error) {
+func (s *Server) manifest(set string, id setid.ID) (*setView, error) {
+	return s.cache.get(mkey{set, id}, func() (*setView, error) {
 		data, _, err := s.root.Manifest(set, id)
 		if err != nil {
 			return nil, err
@@ -190,7 +205,7 @@ func (s *Server) manifest(set string, id setid.ID) (*manifest.Manifest, error) {
 		if m.Set != set || m.ID != id {
 			return nil, fmt.Errorf("manifest of %s %s names set %s %s", set, id, m.Set, m.ID)
 		}
-		return m, nil
+		return &setView{Manifest: m, dir: s.root.SetDir(set, id), setHdr: []string{set}, idHdr: []string{id.String()}}, nil
 	})
 }
 
@@ -212,7 +227,7 @@ type manifestCache struct {
 type mentry struct {
 	key   mkey
 	ready chan struct{} // closed when m, err are set
-	m     *manifest.Manifest
+	m     *setView
 	err   error
 }
 
@@ -220,7 +235,7 @@ func newManifestCache(max int) *manifestCache {
 	return &manifestCache{max: max, order: list.New(), items: make(map[mkey]*list.Element)}
 }
 
-func (c *manifestCache) get(k mkey, load func() (*manifest.Manifest, error)) (*manifest.Manifest, error) {
+func (c *manifestCache) get(k mkey, load func() (*setView, error)) (*setView, error) {
 	c.mu.Lock()
 	if el, ok := c.items[k]; ok {
 		c.order.MoveToFront(el)

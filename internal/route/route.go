@@ -87,7 +87,9 @@ func Parse(p string, isSet func(name string) bool) (Target, error) {
 			break
 		}
 		name := rest[:end]
-		if len(name) > setid.MaxNameLen || setid.ValidateName(name) != nil || !isSet(name) {
+		// isSet first: a map lookup is cheaper than validating a name
+		// that is no set anyway; a name isSet accepts is still validated.
+		if len(name) > setid.MaxNameLen || !isSet(name) || setid.ValidateName(name) != nil {
 			continue
 		}
 		rel := rest[end+1:]
