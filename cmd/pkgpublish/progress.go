@@ -20,32 +20,63 @@ func isTerminal(w io.Writer) bool {
 
 // progress returns the progress callback of a publish: pb/v3 bars on a
 // terminal, otherwise a log line every progressEvery.
+//
+// Sending overlaps hashing, but two bars cannot share the terminal's last
+// line: the send bar appears when the hash bar is done, starting from the
+// bytes sent so far.
 func (e *env) progress() func(publish.Event) {
 	if !e.tty {
 		return e.progressLog()
 	}
-	var mu sync.Mutex // guards bars
-	bars := map[publish.Stage]*pb.ProgressBar{}
+	var mu sync.Mutex // guards the fields below
+	var cur *pb.ProgressBar
+	var curStage publish.Stage
+	waiting := map[publish.Stage]*pending{}
+	start := func(stage publish.Stage, total, done int64) {
+		tmpl := `{{string . "stage"}} {{counters . }} {{bar . }} {{percent . }} {{speed . }} {{rtime . "ETA %s"}}`
+		if total <= 0 { // unknown while hashing goes on
+			tmpl = `{{string . "stage"}} {{counters . }} {{speed . }}`
+		}
+		cur = pb.New64(total).Set(pb.Bytes, true).SetWriter(e.stderr).SetTemplateString(tmpl).
+			Set("stage", string(stage)).SetCurrent(done).Start()
+		curStage = stage
+	}
 	return func(ev publish.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		switch {
+		case ev.Start && cur == nil:
+			start(ev.Stage, ev.Total, 0)
 		case ev.Start:
-			bar := pb.New64(ev.Total).Set(pb.Bytes, true).SetWriter(e.stderr).
-				SetTemplateString(`{{string . "stage"}} {{counters . }} {{bar . }} {{percent . }} {{speed . }} {{rtime . "ETA %s"}}`).
-				Set("stage", string(ev.Stage))
-			bars[ev.Stage] = bar.Start()
-		case ev.End:
-			if bar := bars[ev.Stage]; bar != nil {
-				bar.Finish()
-				delete(bars, ev.Stage)
+			waiting[ev.Stage] = &pending{total: ev.Total}
+		case ev.End && cur != nil && curStage == ev.Stage:
+			cur.Finish()
+			cur = nil
+			for stage, p := range waiting {
+				delete(waiting, stage)
+				if !p.ended {
+					start(stage, p.total, p.done)
+					break
+				}
 			}
+		case ev.End:
+			if p := waiting[ev.Stage]; p != nil {
+				p.ended = true
+			}
+		case cur != nil && curStage == ev.Stage:
+			cur.Add64(ev.N)
 		default:
-			if bar := bars[ev.Stage]; bar != nil {
-				bar.Add64(ev.N)
+			if p := waiting[ev.Stage]; p != nil {
+				p.done += ev.N
 			}
 		}
 	}
+}
+
+// pending is a stage whose bar waits for the terminal line.
+type pending struct {
+	total, done int64
+	ended       bool
 }
 
 // progressEvery is how often a publish without a terminal logs its progress.
