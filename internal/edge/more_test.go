@@ -19,6 +19,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -316,5 +317,32 @@ func TestRangeOnUncachedObject(t *testing.T) {
 	resp, b := mustGet(t, e.srv.URL, "//"+testSet+"/All/curl-8.10.pkg", http.StatusPartialContent, "Range", "bytes=123456-")
 	if string(b) != body[123456:] {
 		t.Errorf("uncached tail range: %d bytes, Content-Range %q", len(b), resp.Header.Get("Content-Range"))
+	}
+}
+
+// TestCachedThroughProductionServer serves a cached file bigger than
+// httpserve.StallChunk through httpserve.Instrument, as pkgserve does: the
+// chunked sendfile must keep the bytes in order.
+func TestCachedThroughProductionServer(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(3*httpserve.StallChunk+1000, 13)
+	m.publish(testSet, map[string]string{"All/big.pkg": body})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	prod := httptest.NewServer(httpserve.Instrument(e, nil, nil, time.Minute))
+	t.Cleanup(prod.Close)
+	p := "/" + testSet + "/All/big.pkg"
+	for i := range 2 { // a miss (streamed), then a hit (sendfile)
+		_, b := mustGet(t, prod.URL, p, http.StatusOK)
+		if string(b) != body {
+			t.Fatalf("GET %d through httpserve: wrong bytes", i)
+		}
+		waitCached(t, e.cache, cache.Key(digest.Sum([]byte(body))))
+	}
+	_, b := mustGet(t, prod.URL, p, http.StatusPartialContent, "Range", "bytes=1000-")
+	if string(b) != body[1000:] {
+		t.Fatal("range through httpserve: wrong bytes")
 	}
 }
