@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -737,9 +738,13 @@ func TestVerifyNamesDamage(t *testing.T) {
 	if err := os.Remove(r.ObjectPath(digest.Sum([]byte("z")))); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := r.Verify(t.Context(), set1, id, k.v)
+	var checked atomic.Int64
+	rep, err := r.VerifyProgress(t.Context(), set1, id, k.v, func(n int64) { checked.Add(n) })
 	if err != nil {
 		t.Fatal(err)
+	}
+	if checked.Load() != 14 {
+		t.Errorf("progress reported %d bytes, want 14", checked.Load())
 	}
 	if rep.Files != 5 || rep.Bytes != 14 || rep.OK() {
 		t.Errorf("Verify: %d files, OK %v", rep.Files, rep.OK())

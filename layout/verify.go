@@ -62,6 +62,13 @@ func (r *VerifyReport) OK() bool { return len(r.Problems) == 0 }
 // unreadable or not signed by a trusted key); each bad file is a Problem of
 // the report. An expired manifest is reported, not an error.
 func (r *Root) Verify(ctx context.Context, set string, id setid.ID, v *sign.Verifier) (*VerifyReport, error) {
+	return r.VerifyProgress(ctx, set, id, v, nil)
+}
+
+// VerifyProgress is Verify, calling progress (if not nil) with the size of
+// each file checked, from several goroutines at once: progress must be safe
+// for concurrent use.
+func (r *Root) VerifyProgress(ctx context.Context, set string, id setid.ID, v *sign.Verifier, progress func(n int64)) (*VerifyReport, error) {
 	if id.IsZero() {
 		live, err := r.Live(set)
 		if err != nil {
@@ -69,14 +76,14 @@ func (r *Root) Verify(ctx context.Context, set string, id setid.ID, v *sign.Veri
 		}
 		id = live
 	}
-	rep, err := r.verify(ctx, set, id, v)
+	rep, err := r.verify(ctx, set, id, v, progress)
 	if err != nil {
 		return nil, fmt.Errorf("verify %s %s: %w", set, id, err)
 	}
 	return rep, nil
 }
 
-func (r *Root) verify(ctx context.Context, set string, id setid.ID, v *sign.Verifier) (*VerifyReport, error) {
+func (r *Root) verify(ctx context.Context, set string, id setid.ID, v *sign.Verifier, progress func(int64)) (*VerifyReport, error) {
 	data, sig, err := r.Manifest(set, id)
 	if err != nil {
 		return nil, err
@@ -102,6 +109,9 @@ func (r *Root) verify(ctx context.Context, set string, id setid.ID, v *sign.Veri
 		wg.Go(func() {
 			for i := range work {
 				problems[i] = r.checkFile(dir, m.Entries[i])
+				if progress != nil {
+					progress(m.Entries[i].Size)
+				}
 			}
 		})
 	}
