@@ -40,6 +40,8 @@ func edgeFlags() []cli.Flag {
 			Usage: "how long an upstream may take to answer before the next one is tried (below pkg's 30s)"},
 		&cli.BoolFlag{Name: "no-long-poll", EnvVars: env("no-long-poll"),
 			Usage: "do not hold a long-poll on the upstream's /.pkgcdn/sets (rely on --poll and notices)"},
+		&cli.DurationFlag{Name: "negative-ttl", Value: edge.DefaultNegativeTTL, EnvVars: env("negative-ttl"),
+			Usage: "plain mode: how long an upstream 404 is remembered (with --set-id-url: until the set changes, at most 30×); negative disables"},
 		&cli.IntFlag{Name: "prefetch", Value: edge.DefaultPrefetch, EnvVars: env("prefetch"),
 			Usage: "catalogue files fetched at once after a set switch; -1 disables prefetch"},
 	}
@@ -106,6 +108,7 @@ func runEdge(c *cli.Context) (err error) {
 		MaxWaiters:       c.Int("max-waiters"),
 		SetIDURL:         c.String("set-id-url"),
 		NotifyInterval:   c.Duration("notify-rate"),
+		NegativeTTL:      c.Duration("negative-ttl"),
 		Prefetch:         c.Int("prefetch"),
 		Health:           health,
 		Registerer:       reg,

@@ -39,6 +39,7 @@ const (
 	DefaultLongPollTimeout  = 55 * time.Second
 	DefaultPrefetch         = 4
 	DefaultMaxWaiters       = 10000
+	DefaultNegativeTTL      = 10 * time.Second
 )
 
 // Cache-Control values, the same as the master's.
@@ -97,6 +98,10 @@ type Config struct {
 	// an absolute URL, or a path ("/.pkgcdn/sets") resolved against the
 	// upstreams. If empty, freshness follows RFC 9111.
 	SetIDURL string
+	// NegativeTTL (plain mode) is how long an upstream 404 is remembered;
+	// with SetIDURL it holds until the set changes, at most 30 times this.
+	// If zero, 10s; if negative, 404s are not remembered.
+	NegativeTTL time.Duration
 	// NotifyInterval rate-limits re-reads caused by push notices: at most
 	// one per interval. If zero, 1s.
 	NotifyInterval time.Duration
@@ -141,6 +146,9 @@ type Edge struct {
 	bg      sync.WaitGroup // prefetches
 	waiters atomic.Int64   // downstream long-polls held
 
+	negMu sync.Mutex          // guards neg
+	neg   map[string]negEntry // plain mode: remembered 404s
+
 	versMu sync.Mutex        // guards vers
 	vers   map[string]uint64 // plain mode: key version of replaced paths (see plainKey)
 
@@ -180,6 +188,9 @@ func New(cfg Config) (*Edge, error) {
 	}
 	if cfg.Prefetch == 0 {
 		cfg.Prefetch = DefaultPrefetch
+	}
+	if cfg.NegativeTTL == 0 {
+		cfg.NegativeTTL = DefaultNegativeTTL
 	}
 	if cfg.MaxWaiters == 0 {
 		cfg.MaxWaiters = DefaultMaxWaiters

@@ -402,13 +402,23 @@ func parseCacheControl(vals []string) map[string]string {
 
 // fillPlain fills a missing entry and streams it.
 func (e *Edge) fillPlain(w http.ResponseWriter, r *http.Request, p string, key cache.Key) error {
-	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Size: -1, Fetch: e.fetchPlain(p, nil, e.gen.Load())})
+	gen := e.gen.Load()
+	if e.negative(p, gen) {
+		w.Header().Set("Cache-Status", csNegative)
+		e.met.requests.WithLabelValues("negative").Inc()
+		return fmt.Errorf("%w: %s (cached 404)", route.ErrNotFound, p)
+	}
+	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Size: -1, Fetch: e.fetchPlain(p, nil, gen)})
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", p, err)
 	}
 	defer s.Close()
 	m, err := s.Meta()
 	if err != nil {
+		var se *StatusError
+		if errors.As(err, &se) && !errors.Is(err, ErrUpstreamDown) && (se.Status == http.StatusNotFound || se.Status == http.StatusGone) {
+			e.setNegative(p, gen)
+		}
 		return err
 	}
 	setPlainHeaders(w.Header(), m)
@@ -477,4 +487,51 @@ func (e *Edge) passThrough(w http.ResponseWriter, r *http.Request, p string) err
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// maxNegative bounds the negative cache; when full it starts over.
+const maxNegative = 10000
+
+// negEntry is a remembered 404 of plain mode.
+type negEntry struct {
+	gen     uint64
+	expires time.Time
+}
+
+// negative reports whether the upstream answered 404 for p recently: pkg
+// asks for absent fallback names (meta.txz, data.tzst, packagesite.tzst) on
+// every update, and each would be an upstream round trip. With a set-ID URL
+// a 404 holds until the set changes (at most NegativeTTL×30); without, for
+// NegativeTTL.
+func (e *Edge) negative(p string, gen uint64) bool {
+	if e.cfg.NegativeTTL < 0 {
+		return false
+	}
+	e.negMu.Lock()
+	defer e.negMu.Unlock()
+	n, ok := e.neg[p]
+	if !ok {
+		return false
+	}
+	if (e.cfg.SetIDURL != "" && n.gen != gen) || !e.now().Before(n.expires) {
+		delete(e.neg, p)
+		return false
+	}
+	return true
+}
+
+func (e *Edge) setNegative(p string, gen uint64) {
+	if e.cfg.NegativeTTL < 0 {
+		return
+	}
+	ttl := e.cfg.NegativeTTL
+	if e.cfg.SetIDURL != "" {
+		ttl *= 30
+	}
+	e.negMu.Lock()
+	defer e.negMu.Unlock()
+	if e.neg == nil || len(e.neg) >= maxNegative {
+		e.neg = make(map[string]negEntry)
+	}
+	e.neg[p] = negEntry{gen: gen, expires: e.now().Add(ttl)}
 }

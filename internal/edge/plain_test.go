@@ -340,3 +340,29 @@ func TestPlainReplaceAfterRestartNeverServesSuperseded(t *testing.T) {
 		t.Errorf("/cat = %q, want three", b)
 	}
 }
+
+func TestPlainNegativeCache(t *testing.T) {
+	t.Parallel()
+	u, srv := newPlainUpstream(t)
+	u.set("/SETID", plainFile{body: "1"})
+	e := newPlainEdge(t, srv.URL, func(c *Config) { c.SetIDURL = "/SETID" })
+	if err := e.pollSetID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		mustGet(t, e.srv.URL, "/repo/packagesite.tzst", http.StatusNotFound)
+	}
+	if h, _ := u.counts("/repo/packagesite.tzst"); h != 1 {
+		t.Errorf("absent fallback asked upstream %d times, want 1", h)
+	}
+	// A new set may have it.
+	u.set("/repo/packagesite.tzst", plainFile{body: "now here"})
+	u.set("/SETID", plainFile{body: "2"})
+	if err := e.pollSetID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	_, b := mustGet(t, e.srv.URL, "/repo/packagesite.tzst", http.StatusOK)
+	if string(b) != "now here" {
+		t.Errorf("after the set change: %q", b)
+	}
+}

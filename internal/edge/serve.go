@@ -33,6 +33,7 @@ const (
 	csReplaced    = "pkgcdn; fwd=stale; fwd-status=200"
 	csStale       = "pkgcdn; hit; detail=stale-if-error"
 	csUncacheable = "pkgcdn; fwd=uri-miss"
+	csNegative    = "pkgcdn; hit; detail=negative" // a remembered upstream 404 (plain mode)
 	csManifest    = "pkgcdn; hit; detail=manifest" // a HEAD answered from the manifest alone
 )
 
