@@ -46,10 +46,8 @@ type fileKey struct {
 //
 // Refused, with an error wrapping ErrBadSource naming the path: a name that
 // fails relpath.Validate (so also anything under .pkgcdn/), a device, socket
-// or fifo, a directory that cannot be read, and a symlink whose target is
-// outside dir, dangling, or a directory. A file that cannot be read fails
-// when it is hashed, which also comes before anything is written (a file
-// whose quick-check key is cached is not read again).
+// or fifo, a file (access(2)) or directory that cannot be read, and a
+// symlink whose target is outside dir, dangling, or a directory.
 //
 // A symlink to a regular file inside dir is followed: it is published as a
 // file of its own with the target's bytes (FreeBSD repositories keep
@@ -106,6 +104,9 @@ func Scan(ctx context.Context, dir string) ([]File, error) {
 			if err != nil {
 				return fmt.Errorf("%w: %v", ErrBadSource, err)
 			}
+			if err := readable(p); err != nil {
+				return fmt.Errorf("%w: %s: not readable: %v", ErrBadSource, rel, err)
+			}
 			files = append(files, File{Path: rel, Abs: p, Size: fi.Size(), key: statKey(fi)})
 			return nil
 		default:
@@ -142,6 +143,9 @@ func scanSymlink(root, p, rel string) (File, error) {
 	if !fi.Mode().IsRegular() {
 		return File{}, fmt.Errorf("%w: %s: symlink to a %s, only symlinks to regular files are followed",
 			ErrBadSource, rel, kind(fi.Mode()))
+	}
+	if err := readable(target); err != nil {
+		return File{}, fmt.Errorf("%w: %s: not readable: %v", ErrBadSource, rel, err)
 	}
 	return File{Path: rel, Abs: target, Size: fi.Size(), key: statKey(fi)}, nil
 }
