@@ -164,6 +164,13 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 	}
 	f, err := openFile(v.filePath(e))
 	if err != nil {
+		if v.ID == live && errors.Is(err, fs.ErrNotExist) {
+			// The live manifest lists it: the root is damaged. A 500, not
+			// a 404, so that pkg fails over to another mirror instead of
+			// giving up on the package.
+			return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error",
+				err: fmt.Errorf("set %s %s: file of the manifest missing: %w", t.Set, live, err)}
+		}
 		return err
 	}
 	defer f.Close()

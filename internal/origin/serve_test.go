@@ -451,3 +451,21 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestServeDamagedRootIs500: a file the live manifest lists but the disk
+// lacks is a server error (pkg fails over on 5xx, gives up on 404).
+func TestServeDamagedRootIs500(t *testing.T) {
+	f := newFixture(t, nil)
+	m := f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	p, err := f.root.FilePath(set, m.ID, "All/a.pkg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get("/" + set + "/All/a.pkg")
+	if resp.StatusCode != 500 || strings.Contains(string(body), f.dir) {
+		t.Errorf("missing live file: %s %q, want 500 without a path", resp.Status, body)
+	}
+}
