@@ -68,6 +68,9 @@ var (
 	ErrClosed = errors.New("cache: closed")
 	// ErrStalled is the error of a fill whose upstream sent nothing for StallTimeout.
 	ErrStalled = errors.New("cache: upstream stalled")
+	// ErrLocked is returned by New when another Cache (in this process or
+	// another) has Dir open.
+	ErrLocked = errors.New("cache: directory in use by another process")
 	// ErrFellBehind is returned to a reader of a pass-through fill (nothing
 	// kept, bytes held only in a memory window) that asks for bytes already
 	// dropped from the window.
@@ -128,6 +131,7 @@ type Cache struct {
 	ctx    context.Context // lives until Close; fills derive from it
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup // fill goroutines
+	lock   *os.File       // flock on Dir/lock; nil where unsupported
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -195,10 +199,7 @@ func New(cfg Config) (*Cache, error) {
 		c.clock = time.Now
 	}
 	start := time.Now()
-	if err := c.prepareDirs(); err != nil {
-		return nil, fmt.Errorf("open cache %s: %w", cfg.Dir, err)
-	}
-	dirty, err := c.open()
+	dirty, err := c.openDir()
 	if err != nil {
 		return nil, fmt.Errorf("open cache %s: %w", cfg.Dir, err)
 	}
@@ -209,6 +210,34 @@ func New(cfg Config) (*Cache, error) {
 	c.log.Info("cache opened", "path", cfg.Dir, "entries", len(c.idx), "bytes", c.used,
 		"dirty", dirty, "dur", time.Since(start))
 	return c, nil
+}
+
+// openDir locks the directory, prepares it and loads the index.
+func (c *Cache) openDir() (dirty bool, err error) {
+	if err := os.MkdirAll(c.cfg.Dir, 0o755); err != nil {
+		return false, err
+	}
+	if c.lock, err = lockDir(c.cfg.Dir); err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, c.jr.close(), c.unlock())
+		}
+	}()
+	if err := c.prepareDirs(); err != nil {
+		return false, err
+	}
+	return c.open()
+}
+
+func (c *Cache) unlock() error {
+	if c.lock == nil {
+		return nil
+	}
+	err := c.lock.Close()
+	c.lock = nil
+	return err
 }
 
 // prepareDirs creates the directory tree and empties tmp/: whatever is there
@@ -247,10 +276,7 @@ func (c *Cache) Close() error {
 	c.wg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := c.compactLocked(true)
-	if cerr := c.jr.close(); err == nil {
-		err = cerr
-	}
+	err := errors.Join(c.compactLocked(true), c.jr.close(), c.unlock())
 	if err != nil {
 		return fmt.Errorf("close cache: %w", err)
 	}

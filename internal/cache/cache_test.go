@@ -672,7 +672,9 @@ func TestRestartKeepsEntriesAndOrder(t *testing.T) {
 				if err := c.Close(); err != nil {
 					t.Fatal(err)
 				}
-			} // else: abandoned as a kill -9 would leave it
+			} else {
+				abandon(c)
+			}
 			c2 := newCache(t, Config{Dir: dir, MaxBytes: 4000})
 			if st := c2.Stats(); st.Entries != 4 || st.BytesUsed != 4000 {
 				t.Fatalf("after restart: Stats = %+v", st)
@@ -733,7 +735,7 @@ func TestRestartReconcilesAfterCrash(t *testing.T) {
 	late := randBytes(7000, 500)
 	fillAndRead(t, c, keyOf(late), specFor(late, staticUpstream(late)))
 	c.wg.Wait()
-	c.jr.f.Close()                                                                                                              // abandon without Close...
+	abandon(c)                                                                                                                  // without Close...
 	os.WriteFile(filepath.Join(dir, "index"), append(index[:len(index)-recSize:len(index)-recSize], make([]byte, 7)...), 0o644) // ...with the add lost and a torn record
 
 	c2 := newCache(t, Config{Dir: dir})
@@ -764,4 +766,16 @@ func TestRestartReconcilesAfterCrash(t *testing.T) {
 			t.Errorf("%s survived New: %v", p, err)
 		}
 	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	c := newCache(t, Config{Dir: dir})
+	if _, err := New(Config{Dir: dir}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second New on one Dir = %v, want ErrLocked", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	newCache(t, Config{Dir: dir})
 }

@@ -130,3 +130,15 @@ func fillAndRead(t testing.TB, c *Cache, key Key, spec FillSpec) []byte {
 func specFor(b []byte, u *upstream) FillSpec {
 	return FillSpec{Want: digest.Sum(b), Size: int64(len(b)), Fetch: u.fetch}
 }
+
+// abandon leaves c as a kill -9 would: no index compaction, no clean mark,
+// and the directory lock released (by the kernel, in a real crash).
+func abandon(c *Cache) {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.cancel(ErrClosed)
+	c.wg.Wait()
+	_ = c.jr.close()
+	_ = c.unlock()
+}
