@@ -222,7 +222,10 @@ func (s *Server) publishObject(w http.ResponseWriter, r *http.Request, hash stri
 	switch {
 	case err == nil:
 	case body.err != nil:
-		return apiErr(http.StatusBadRequest, "truncated", "body cut off; nothing kept", errors.Join(body.err, err))
+		// The client's own read error is the cause; the store's error may
+		// name a temp file, which is not the client's business.
+		s.log.Debug("upload cut off", "sha256", d.String(), "err", err)
+		return apiErr(http.StatusBadRequest, "truncated", "body cut off; nothing kept", body.err)
 	case errors.As(err, &me):
 		return apiErr(http.StatusBadRequest, "digest_mismatch", fmt.Sprintf("body has sha256 %s, not %s; nothing kept", me.Got, d), err)
 	case errors.As(err, &se):
