@@ -41,8 +41,8 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 	// Copy each object the root lacks as soon as it is hashed: the copies'
 	// fsyncs then overlap the hashing of the next files. An object copied
 	// for a publish that fails later is collected by GC after its grace.
-	cp := newCopier(ctx, &cfg, root)
-	items, hst, err := prepare(cp.ctx, &cfg, srcDir, cp.add)
+	cp, cctx := newCopier(ctx, &cfg, root)
+	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) })
 	if err != nil {
 		cp.cancel() // no use copying objects of a failed publish
 	}
@@ -63,8 +63,7 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 
 // copier copies objects into a root while the source is still being hashed.
 type copier struct {
-	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelFunc // cancels the context newCopier returned
 	cfg    *Config
 	root   *layout.Root
 	g      *errgroup.Group
@@ -80,10 +79,12 @@ type copier struct {
 	start    time.Time
 }
 
-func newCopier(ctx context.Context, cfg *Config, root *layout.Root) *copier {
+// newCopier starts the copy workers. The context it returns is done when
+// a copy fails or cancel is called; hashing runs under it.
+func newCopier(ctx context.Context, cfg *Config, root *layout.Root) (*copier, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	c := &copier{ctx: gctx, cancel: cancel, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+	c := &copier{cancel: cancel, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
 	jobs := cfg.Jobs
 	if jobs <= 0 {
 		jobs = localJobs
@@ -91,7 +92,7 @@ func newCopier(ctx context.Context, cfg *Config, root *layout.Root) *copier {
 	for range jobs {
 		g.Go(func() error {
 			for f := range c.queue {
-				err := c.ctx.Err()
+				err := gctx.Err()
 				if err == nil {
 					err = c.copy(f)
 				}
@@ -107,11 +108,11 @@ func newCopier(ctx context.Context, cfg *Config, root *layout.Root) *copier {
 			return nil
 		})
 	}
-	return c
+	return c, gctx
 }
 
 // add queues f for copying unless an object of its digest is queued already.
-func (c *copier) add(f File) error {
+func (c *copier) add(ctx context.Context, f File) error {
 	c.mu.Lock()
 	dup := c.seen[f.SHA256]
 	c.seen[f.SHA256] = true
@@ -122,8 +123,8 @@ func (c *copier) add(f File) error {
 	select {
 	case c.queue <- f:
 		return nil
-	case <-c.ctx.Done():
-		return c.ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -39,13 +39,13 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err != nil {
 		return Result{}, err
 	}
-	up := newUploader(ctx, &cfg, c, live)
-	items, hst, err := prepare(up.ctx, &cfg, srcDir, up.add)
+	up, uctx := newUploader(ctx, &cfg, c, live)
+	items, hst, err := prepare(uctx, &cfg, srcDir, func(f File) error { return up.add(uctx, f) })
 	if err != nil {
 		up.cancel() // no use uploading objects of a failed publish
 	}
 	// A failed upload cancels the hashing: then its error is the one to report.
-	if uerr := up.wait(); uerr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
+	if uerr := up.wait(uctx); uerr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = uerr
 	}
 	if err != nil {
@@ -260,8 +260,7 @@ const missingBatch = 1000
 // uploader asks the master which hashed objects it lacks, in batches, and
 // uploads those, while the source is still being hashed.
 type uploader struct {
-	ctx    context.Context
-	cancel context.CancelFunc
+	cancel context.CancelFunc // cancels the context newUploader returned
 	cfg    *Config
 	c      *Client
 	live   *manifest.Manifest // nil if none
@@ -280,15 +279,17 @@ type uploader struct {
 	sentSize int64 // set by wait
 }
 
-func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Manifest) *uploader {
+// newUploader starts the query and upload workers. The context it returns
+// is done when one fails or cancel is called; hashing runs under it.
+func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Manifest) (*uploader, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	u := &uploader{ctx: gctx, cancel: cancel, cfg: cfg, c: c, live: live, g: g,
+	u := &uploader{cancel: cancel, cfg: cfg, c: c, live: live, g: g,
 		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
 	g.Go(func() error {
 		defer close(u.work)
 		for b := range u.asks {
-			if err := u.ask(b); err != nil {
+			if err := u.ask(gctx, b); err != nil {
 				go func() {
 					for range u.asks { // let add and wait return
 					}
@@ -305,9 +306,9 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 	for range jobs {
 		g.Go(func() error {
 			for f := range u.work {
-				err := u.ctx.Err()
+				err := gctx.Err()
 				if err == nil {
-					err = u.put(f)
+					err = u.put(gctx, f)
 				}
 				if err != nil {
 					go func() {
@@ -320,12 +321,12 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 			return nil
 		})
 	}
-	return u
+	return u, gctx
 }
 
 // add takes a hashed file: unless the live set has it or it is a duplicate,
 // it joins the next missing query.
-func (u *uploader) add(f File) error {
+func (u *uploader) add(ctx context.Context, f File) error {
 	if u.live != nil {
 		if e, ok := u.live.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
 			return nil
@@ -349,18 +350,18 @@ func (u *uploader) add(f File) error {
 	select {
 	case u.asks <- full:
 		return nil
-	case <-u.ctx.Done():
-		return u.ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 
 // ask sends one missing query and queues what the master lacks.
-func (u *uploader) ask(b []File) error {
+func (u *uploader) ask(ctx context.Context, b []File) error {
 	ds := make([]digest.SHA256, len(b))
 	for i, f := range b {
 		ds[i] = f.SHA256
 	}
-	missing, err := u.c.Missing(u.ctx, ds)
+	missing, err := u.c.Missing(ctx, ds)
 	if err != nil {
 		return err
 	}
@@ -374,14 +375,14 @@ func (u *uploader) ask(b []File) error {
 		}
 		select {
 		case u.work <- f:
-		case <-u.ctx.Done():
-			return u.ctx.Err()
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 	return nil
 }
 
-func (u *uploader) put(f File) error {
+func (u *uploader) put(ctx context.Context, f File) error {
 	if !u.started.Swap(true) {
 		u.cfg.event(Event{Stage: StageSend, Start: true}) // total unknown while hashing
 	}
@@ -393,7 +394,7 @@ func (u *uploader) put(f File) error {
 	if open == nil {
 		open = osOpen
 	}
-	if err := u.c.PutObject(u.ctx, f.SHA256, f.Size, f.Abs, f.Path, open, progress); err != nil {
+	if err := u.c.PutObject(ctx, f.SHA256, f.Size, f.Abs, f.Path, open, progress); err != nil {
 		return err
 	}
 	u.n.Add(1)
@@ -401,16 +402,17 @@ func (u *uploader) put(f File) error {
 	return nil
 }
 
-// wait sends the last query, waits for the uploads and reports the first error.
-func (u *uploader) wait() error {
+// wait sends the last query, waits for the uploads and reports the first
+// error. ctx is the context newUploader returned.
+func (u *uploader) wait(ctx context.Context) error {
 	u.mu.Lock()
 	last := u.batch
 	u.batch = nil
 	u.mu.Unlock()
-	if len(last) > 0 && u.ctx.Err() == nil {
+	if len(last) > 0 && ctx.Err() == nil {
 		select {
 		case u.asks <- last:
-		case <-u.ctx.Done():
+		case <-ctx.Done():
 		}
 	}
 	close(u.asks)
