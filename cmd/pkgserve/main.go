@@ -8,7 +8,8 @@
 // (edge.go), signals, and the mapping of errors to exit codes. A mode
 // serves its handler with serveMain, which runs the public listener and the
 // admin listener (/healthz, /metrics) until SIGTERM or SIGINT, reopens the
-// access log on SIGHUP, and drains in-flight requests before it returns.
+// access log and reloads the TLS certificate on SIGHUP, and drains
+// in-flight requests before it returns.
 //
 // Defaults are safe rather than convenient: --listen is 127.0.0.1:8080 and
 // --admin-listen 127.0.0.1:9090, so a fresh pkgserve is reachable from
@@ -68,7 +69,7 @@ func commonFlags() []cli.Flag {
 		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9090", EnvVars: env("admin-listen"),
 			Usage: "address of the admin listener (/healthz, /metrics); \"\" disables it"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("tls-cert"),
-			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; default: plain HTTP)"},
+			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; reloaded on SIGHUP; default: plain HTTP)"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: env("tls-key"),
 			Usage: "PEM private key file of --tls-cert"},
 		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: env("trusted-key"),
@@ -171,7 +172,8 @@ type serveOpts struct {
 // serveMain runs the public listener (--listen, --tls-cert/--tls-key,
 // --access-log) and the admin listener (--admin-listen) until ctx is done
 // (SIGTERM, SIGINT), then drains in-flight requests for up to
-// --drain-timeout. SIGHUP reopens the access log.
+// --drain-timeout. SIGHUP reopens the access log and reloads the TLS
+// certificate and key.
 func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
 	log := o.Logger
 	if log == nil {
@@ -229,13 +231,19 @@ func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
 			case <-ctx.Done():
 				return nil
 			case <-hup:
-				if al == nil {
-					continue
+				if al != nil {
+					if err := al.Reopen(); err != nil {
+						log.Error("reopen access log", "err", err)
+					} else {
+						log.Info("access log reopened")
+					}
 				}
-				if err := al.Reopen(); err != nil {
-					log.Error("reopen access log", "err", err)
-				} else {
-					log.Info("access log reopened")
+				if pub.TLS() {
+					if err := pub.ReloadTLS(); err != nil {
+						log.Error("reload TLS certificate, keeping the old one", "err", err)
+					} else {
+						log.Info("TLS certificate reloaded")
+					}
 				}
 			}
 		}

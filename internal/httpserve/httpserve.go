@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,11 +79,12 @@ type Config struct {
 
 // Server is one HTTP listener. Create it with New, run it with Serve.
 type Server struct {
-	cfg Config
-	ln  net.Listener
-	srv *http.Server
-	tls bool // srv.TLSConfig is set (read it not: ServeTLS replaces it)
-	log *slog.Logger
+	cfg  Config
+	ln   net.Listener
+	srv  *http.Server
+	tls  bool // srv.TLSConfig is set (read it not: ServeTLS replaces it)
+	cert atomic.Pointer[tls.Certificate]
+	log  *slog.Logger
 }
 
 // New checks cfg, loads the TLS key pair if any, and binds the listener, so
@@ -123,17 +125,20 @@ func New(cfg Config) (*Server, error) {
 	if cfg.OnShutdown != nil {
 		srv.RegisterOnShutdown(cfg.OnShutdown)
 	}
+	s := &Server{cfg: cfg, srv: srv, log: log}
 	if cfg.TLSCertFile != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("load TLS key pair: %w", err)
+		if err := s.ReloadTLS(); err != nil {
+			return nil, err
 		}
 		// NextProtos h2 first: net/http serves HTTP/2 over TLS by itself.
+		// The certificate is looked up per handshake, so ReloadTLS takes
+		// effect for new connections without a restart.
 		srv.TLSConfig = &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			NextProtos:   []string{"h2", "http/1.1"},
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.cert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
+			NextProtos:     []string{"h2", "http/1.1"},
 		}
+		s.tls = true
 	}
 	ln := cfg.Listener
 	if ln == nil {
@@ -143,7 +148,23 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	return &Server{cfg: cfg, ln: ln, srv: srv, tls: srv.TLSConfig != nil, log: log}, nil
+	s.ln = ln
+	return s, nil
+}
+
+// ReloadTLS loads the certificate and key files again (call it on SIGHUP
+// after a renewal); connections made afterwards use them. On error the
+// old pair stays in use. Without TLS it does nothing.
+func (s *Server) ReloadTLS() error {
+	if s.cfg.TLSCertFile == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("load TLS key pair: %w", err)
+	}
+	s.cert.Store(&cert)
+	return nil
 }
 
 // Addr returns the bound address.

@@ -161,13 +161,17 @@ func TestNewRejectsHalfTLS(t *testing.T) {
 }
 
 func writeCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	return writeCertSerial(t, dir, 1)
+}
+
+func writeCertSerial(t *testing.T, dir string, serial int64) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
+		SerialNumber: big.NewInt(serial),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:    time.Now().Add(-time.Hour),
@@ -530,5 +534,44 @@ func TestStallDeadlineCountsFromTheAnswer(t *testing.T) {
 				t.Errorf("late answer: %s %q %v, want %d", resp.Status, b, err, want)
 			}
 		})
+	}
+}
+
+func TestServeTLSReload(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, pool1 := writeCertSerial(t, dir, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
+	s, _ := startServer(t, Config{Handler: h, TLSCertFile: certFile, TLSKeyFile: keyFile})
+	serial := func(pool *x509.CertPool) int64 {
+		t.Helper()
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, DisableKeepAlives: true}}
+		resp, err := c.Get("https://" + s.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.Int64()
+	}
+	if got := serial(pool1); got != 1 {
+		t.Fatalf("serial %d, want 1", got)
+	}
+	_, _, pool2 := writeCertSerial(t, dir, 2) // renewed in place
+	if got := serial(pool1); got != 1 {
+		t.Errorf("before ReloadTLS: serial %d, want 1", got)
+	}
+	if err := s.ReloadTLS(); err != nil {
+		t.Fatal(err)
+	}
+	if got := serial(pool2); got != 2 {
+		t.Errorf("after ReloadTLS: serial %d, want 2", got)
+	}
+	if err := os.WriteFile(keyFile, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReloadTLS(); err == nil {
+		t.Error("ReloadTLS of a broken key: nil error")
+	}
+	if got := serial(pool2); got != 2 {
+		t.Errorf("after a failed ReloadTLS: serial %d, want 2 still", got)
 	}
 }
