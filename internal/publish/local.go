@@ -295,6 +295,9 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 		floor = ids[len(ids)-1]
 	}
 	m, changed := buildManifest(cfg.Set, items, st.announced, floor, now, cfg.valid())
+	// Equal to what SETS announces, but `current` serves another set (a
+	// killed Commit of content since reverted): a new set must replace it.
+	changed = changed || st.live != annID
 	if !changed {
 		res.ID = annID
 		if !setsAnnounce(st, v, cfg.Set, annID) {

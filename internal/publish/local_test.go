@@ -565,3 +565,36 @@ func TestPublishAfterExpiryMakesNewSet(t *testing.T) {
 		t.Errorf("unchanged publish over an expired live set = %+v, want a new set", r2)
 	}
 }
+
+func TestRevertAfterInterruptedCommitReplacesLiveSet(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"a": "1"})
+	cfg, pub := testConfig(t)
+	root := newRoot(t)
+	r1, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldSets, oldSig, _ := root.Sets()
+	writeTree(t, src, map[string]string{"a": "2"})
+	if _, err := PublishLocal(t.Context(), cfg, root, src); err != nil {
+		t.Fatal(err)
+	}
+	// Killed after swapping `current`, before SETS; then the build is
+	// reverted to the announced content.
+	for name, b := range map[string][]byte{"SETS": oldSets, "SETS.minisig": oldSig} {
+		if err := os.WriteFile(filepath.Join(root.Dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeTree(t, src, map[string]string{"a": "1"})
+	r3, err := PublishLocal(t.Context(), cfg, root, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := checkConsistent(t, root, testSet, pub)
+	if !r3.New || m.ID != r3.ID || contentOf(t, root, m)["a"] != "1" || m.Previous != r1.ID {
+		t.Errorf("rerun = %+v, live %s (previous %s) with a=%q; want a new set with a=1 after %s",
+			r3, m.ID, m.Previous, contentOf(t, root, m)["a"], r1.ID)
+	}
+}
