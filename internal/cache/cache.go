@@ -207,8 +207,10 @@ func New(cfg Config) (*Cache, error) {
 	c.mu.Lock()
 	c.evictLocked()
 	c.mu.Unlock()
-	c.log.Info("cache opened", "path", cfg.Dir, "entries", len(c.idx), "bytes", c.used,
-		"dirty", dirty, "dur", time.Since(start))
+	if dirty {
+		c.log.Info("cache index rebuilt after unclean shutdown", "path", cfg.Dir)
+	}
+	c.log.Info("cache opened", "path", cfg.Dir, "bytes", c.used, "dur", time.Since(start))
 	return c, nil
 }
 
@@ -325,7 +327,7 @@ func (c *Cache) unpin(key Key, i int32) {
 	defer c.mu.Unlock()
 	if j, ok := c.idx[key]; ok && j == i && c.ents[i].pins > 0 {
 		c.ents[i].pins--
-		if c.ents[i].pins == 0 && c.used+c.reserved > c.cfg.MaxBytes {
+		if c.ents[i].pins == 0 && !c.closed && c.used+c.reserved > c.cfg.MaxBytes {
 			c.evictLocked()
 		}
 	}

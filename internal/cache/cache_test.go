@@ -779,3 +779,31 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	}
 	newCache(t, Config{Dir: dir})
 }
+
+func TestEmptyObject(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		spec func(u *upstream) FillSpec
+	}{
+		{"verified", func(u *upstream) FillSpec { return specFor(nil, u) }},
+		{"unknown size", func(u *upstream) FillSpec { return FillSpec{Size: -1, Fetch: u.fetch} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCache(t, Config{})
+			key := keyOf(nil)
+			if got := fillAndRead(t, c, key, tc.spec(staticUpstream(nil))); len(got) != 0 {
+				t.Errorf("read %d bytes of an empty object", len(got))
+			}
+			c.wg.Wait()
+			o, err := c.Get(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer o.Close()
+			if o.Size() != 0 {
+				t.Errorf("Size = %d", o.Size())
+			}
+		})
+	}
+}

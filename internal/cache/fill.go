@@ -408,6 +408,7 @@ func (f *fill) finish(err error) {
 	committed := false
 	if err == nil && f.keep {
 		if cerr := c.commit(f.key, file, meta); cerr != nil {
+			c.st.diskErrors.Add(1)
 			c.log.Warn("cache commit", "sha256", f.key.String(), "err", cerr)
 		} else {
 			committed = true
@@ -461,7 +462,9 @@ func (f *fill) unref() {
 
 // Stream is one reader's view of a fill, or of a complete entry (a hit).
 // ReadAt and Meta may block while bytes arrive; they return ErrClosed once
-// Close was called. A Stream is safe for concurrent use; Close it exactly once.
+// Close was called. A fill that keeps nothing (pass-through) waits for its
+// slowest reader, so Close a Stream as soon as you stop reading it. A Stream
+// is safe for concurrent use; Close it once (more calls do nothing).
 type Stream struct {
 	f    *fill   // nil for a hit
 	obj  *Object // non-nil for a hit

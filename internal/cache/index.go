@@ -67,8 +67,8 @@ func (c *Cache) indexPath() string { return filepath.Join(c.cfg.Dir, "index") }
 // bytes, and an append failure leaves no clean mark.
 func (c *Cache) journalLocked(op byte, key Key, size int64) {
 	j := c.jr
-	if j == nil || j.failed {
-		return
+	if j == nil || j.f == nil || j.failed {
+		return // closed, or already out of step: the next New reconciles
 	}
 	encodeRecord(&j.buf, op, key[:], size)
 	if _, err := j.f.Write(j.buf[:]); err != nil {
