@@ -138,24 +138,9 @@ func mkdirAllSync(base, rel string) error {
 	return nil
 }
 
-// ValidateSetName checks a set name: setid.ValidateName, and no segment
-// after the first may be "current" or parse as a set ID, since a set's
-// directory holds those names: set "a/current" would be the `current` link
-// of set "a".
-func ValidateSetName(name string) error {
-	if err := setid.ValidateName(name); err != nil {
-		return err
-	}
-	for _, seg := range strings.Split(name, "/")[1:] {
-		if seg == currentLink {
-			return fmt.Errorf("%w %q: segment %q is reserved", setid.ErrBadName, name, seg)
-		}
-		if _, err := setid.Parse(seg); err == nil {
-			return fmt.Errorf("%w %q: segment %q is a set ID", setid.ErrBadName, name, seg)
-		}
-	}
-	return nil
-}
+// ValidateSetName checks a set name with setid.ValidateName, which also
+// keeps "current" and set IDs out of every segment but the first.
+func ValidateSetName(name string) error { return setid.ValidateName(name) }
 
 // ObjectPath returns the path of the object with digest d:
 // ROOT/objects/sha256/ab/ab12….

@@ -121,14 +121,27 @@ const MaxNameLen = 200
 // ErrBadName is wrapped by ValidateName's errors.
 var ErrBadName = errors.New("invalid set name")
 
+// CurrentLink is the name of the symlink to a set's live ID in a set's
+// directory on the master; no segment of a set name but the first may be it.
+const CurrentLink = "current"
+
 // ValidateName checks a set name: one or more segments of [A-Za-z0-9._:+-]
 // joined by "/", no segment "." or "..", none starting with "." (so a set can
-// never alias .pkgcdn or a temp file), at most MaxNameLen bytes.
+// never alias .pkgcdn or a temp file), at most MaxNameLen bytes. A segment
+// after the first may be neither "current" nor a set ID: on the master the
+// set "a" is the directory sets/a/ holding a/current and a/<ID>, so the sets
+// "a/current" and "a/<ID>" would collide with it.
 func ValidateName(name string) error {
 	if name == "" || len(name) > MaxNameLen {
 		return fmt.Errorf("%w %q: must be 1 to %d bytes", ErrBadName, name, MaxNameLen)
 	}
-	for _, seg := range strings.Split(name, "/") {
+	for i, seg := range strings.Split(name, "/") {
+		if i > 0 && seg == CurrentLink {
+			return fmt.Errorf("%w %q: segment %q is reserved", ErrBadName, name, seg)
+		}
+		if _, err := Parse(seg); i > 0 && err == nil {
+			return fmt.Errorf("%w %q: segment %q is a set ID", ErrBadName, name, seg)
+		}
 		if seg == "" {
 			return fmt.Errorf("%w %q: empty segment", ErrBadName, name)
 		}
