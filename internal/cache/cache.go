@@ -115,6 +115,7 @@ const (
 	defaultStall    = 30 * time.Second
 	defaultHoldBack = 64 << 10
 	defaultWindow   = 4 << 20
+	metaCacheLen    = 1 << 16
 	chunkSize       = 256 << 10 // upstream read size
 )
 
@@ -144,6 +145,8 @@ type Cache struct {
 	reserved int64 // bytes reserved by fills in flight
 	fills    map[Key]*fill
 	jr       *journal
+	metas    map[Key]Meta // decoded sidecars of recently read entries, up to metaCacheLen
+	metaGen  uint64       // bumped by every Meta write or entry removal
 
 	st counters
 }
@@ -191,6 +194,7 @@ func New(cfg Config) (*Cache, error) {
 		head:     -1,
 		tail:     -1,
 		fills:    make(map[Key]*fill),
+		metas:    make(map[Key]Meta),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -366,7 +370,7 @@ func (e *corruptError) Error() string { return e.msg }
 
 // openEntry opens entry key's files.
 func (c *Cache) openEntry(key Key, i int32, size int64) (*Object, error) {
-	m, err := readMeta(c.metaPath(key))
+	m, err := c.meta(key)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +389,41 @@ func (c *Cache) openEntry(key Key, i int32, size int64) (*Object, error) {
 	return &Object{c: c, f: f, key: key, slot: i, meta: m}, nil
 }
 
+// meta returns key's Meta from memory or from its sidecar. The sidecar is
+// remembered unless a Meta write or a removal happened while it was read
+// (so a stale Meta never outlives an UpdateMeta).
+func (c *Cache) meta(key Key) (Meta, error) {
+	c.mu.Lock()
+	m, ok := c.metas[key]
+	gen := c.metaGen
+	c.mu.Unlock()
+	if ok {
+		return m, nil
+	}
+	m, err := readMeta(c.metaPath(key))
+	if err != nil {
+		return m, err
+	}
+	c.mu.Lock()
+	if c.metaGen == gen {
+		if len(c.metas) >= metaCacheLen {
+			for k := range c.metas { // drop an arbitrary one
+				delete(c.metas, k)
+				break
+			}
+		}
+		c.metas[key] = m
+	}
+	c.mu.Unlock()
+	return m, nil
+}
+
+// forgetMetaLocked drops key's remembered Meta before its sidecar changes.
+func (c *Cache) forgetMetaLocked(key Key) {
+	c.metaGen++
+	delete(c.metas, key)
+}
+
 // UpdateMeta atomically replaces the Meta of a complete entry (after a 304
 // revalidation, say). Size and SHA256 are the entry's own and cannot change:
 // m.Size is ignored, and a zero m.SHA256 keeps the stored one.
@@ -400,6 +439,7 @@ func (c *Cache) UpdateMeta(key Key, m Meta) error {
 		return ErrNotFound
 	}
 	size := c.pinLocked(i) // pinned: eviction cannot unlink beneath the rename
+	c.forgetMetaLocked(key)
 	c.mu.Unlock()
 	defer c.unpin(key, i)
 	old, err := readMeta(c.metaPath(key))
@@ -413,7 +453,11 @@ func (c *Cache) UpdateMeta(key Key, m Meta) error {
 	if m.Stored.IsZero() {
 		m.Stored = old.Stored
 	}
-	if err := c.writeMeta(key, m); err != nil {
+	err = c.writeMeta(key, m)
+	c.mu.Lock()
+	c.forgetMetaLocked(key) // a Get during the write may have read the old one
+	c.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("update meta %s: %w", key, err)
 	}
 	return nil

@@ -600,8 +600,18 @@ func TestUpdateMeta(t *testing.T) {
 	u.meta = Meta{ETag: `"v1"`, Generation: 1}
 	fillAndRead(t, c, key, FillSpec{Size: -1, Fetch: u.fetch})
 	c.wg.Wait()
+	if o, err := c.Get(key); err != nil || o.Meta().Generation != 1 { // remembers the Meta
+		t.Fatalf("Get before UpdateMeta: %v", err)
+	} else {
+		o.Close()
+	}
 	if err := c.UpdateMeta(key, Meta{ETag: `"v1"`, Generation: 2, Size: 99}); err != nil {
 		t.Fatal(err)
+	}
+	if o, err := c.Get(key); err != nil || o.Meta().Generation != 2 {
+		t.Errorf("Get after UpdateMeta: %v, %+v", err, o.Meta())
+	} else {
+		o.Close()
 	}
 	if err := c.UpdateMeta(Key{9}, Meta{}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("UpdateMeta(missing) = %v, want ErrNotFound", err)

@@ -89,6 +89,7 @@ func (c *Cache) dropLocked(i int32) {
 // same key cannot rename its file into place between them.
 func (c *Cache) removeLocked(i int32) {
 	key, size := c.ents[i].key, c.ents[i].size
+	c.forgetMetaLocked(key)
 	if err := removeIfExists(c.dataPath(key)); err != nil {
 		c.log.Warn("cache remove", "sha256", key.String(), "err", err)
 	}

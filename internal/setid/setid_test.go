@@ -205,6 +205,10 @@ func TestValidateName(t *testing.T) {
 		{"query", "a?b", false},
 		{"tilde", "~root", false},
 		{"UTF-8", "café", false},
+		{"current as first segment", "current/x", true},
+		{"current as inner segment", "a/current", false},
+		{"set ID as first segment", "20261125T031500Z/x", true},
+		{"set ID as inner segment", "a/20261125T031500Z", false},
 		{"fullwidth slash", "a／b", false},
 	}
 	for _, tt := range tests {
