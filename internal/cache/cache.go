@@ -12,6 +12,7 @@
 //	                       fsynced BEFORE the data file, so an entry is never
 //	                       visible without its Meta
 //	tmp/                   fills in flight; emptied by New (a crash's leftovers)
+//	lock                   flock'ed by the open Cache (unix)
 //	index                  journal of fixed 64-byte records: a snapshot of
 //	                       every entry in LRU order, then appended add, del and
 //	                       touch records, and a "clean" record at Close

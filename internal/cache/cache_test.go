@@ -221,6 +221,11 @@ func TestFillFailsForEveryReader(t *testing.T) {
 		{"too long, size only", func(u *upstream) FillSpec {
 			return FillSpec{Size: int64(len(good)), Fetch: u.fetch}
 		}, long, false, true},
+		{"tampered, no-store", func(u *upstream) FillSpec {
+			s := specFor(good, u)
+			s.NoStore = true
+			return s
+		}, bad, false, true},
 		{"dies mid-file", func(u *upstream) FillSpec { return specFor(good, u) }, good[:100<<10], true, false},
 		{"dies mid-file, unverified", func(u *upstream) FillSpec { return FillSpec{Size: -1, Fetch: u.fetch} }, good[:100<<10], true, false},
 	}
@@ -815,5 +820,25 @@ func TestEmptyObject(t *testing.T) {
 				t.Errorf("Size = %d", o.Size())
 			}
 		})
+	}
+}
+
+func TestSlowReaderDoesNotSlowFill(t *testing.T) {
+	c := newCache(t, Config{})
+	b := randBytes(2<<20, 31)
+	key := keyOf(b)
+	slow, err := c.Fill(key, specFor(b, staticUpstream(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	c.wg.Wait() // the fill completes and commits while slow has read nothing
+	if o, err := c.Get(key); err != nil {
+		t.Fatalf("Get while a reader lags: %v", err)
+	} else {
+		o.Close()
+	}
+	if got, err := readAll(slow); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("slow reader: %d bytes, %v", len(got), err)
 	}
 }

@@ -157,6 +157,9 @@ func (f *fill) fetch(ctx context.Context) error {
 		}
 		return fmt.Errorf("fill %s: %w", f.key, err)
 	}
+	if body == nil {
+		return fmt.Errorf("fill %s: Fetch returned no body", f.key)
+	}
 	closeBody := sync.OnceFunc(func() { _ = body.Close() }) // nothing to report: the bytes are all read or the fill failed
 	stop := context.AfterFunc(ctx, closeBody)               // unblocks a Read of a stalled body
 	defer func() { stop(); closeBody() }()
