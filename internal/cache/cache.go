@@ -37,6 +37,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
@@ -148,6 +149,7 @@ type Cache struct {
 	jr       *journal
 	metas    map[Key]Meta // decoded sidecars of recently read entries, up to metaCacheLen
 	metaGen  uint64       // bumped by every Meta write or entry removal
+	unsynced [256]bool    // fan-out directories with unlinks not yet fsynced
 
 	st counters
 }
@@ -283,7 +285,19 @@ func (c *Cache) Close() error {
 	c.wg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	err := errors.Join(c.compactLocked(true), c.jr.close(), c.unlock())
+	// Make evictions durable before the index says they happened, or a
+	// power cut could bring back files that the clean index no longer
+	// lists (never served, but never reclaimed either).
+	var err error
+	for b, dirty := range c.unsynced {
+		if dirty {
+			err = errors.Join(err, atomicfile.SyncDir(filepath.Join(c.objDir, fanout(byte(b)))))
+		}
+	}
+	if err == nil {
+		err = c.compactLocked(true)
+	}
+	err = errors.Join(err, c.jr.close(), c.unlock())
 	if err != nil {
 		return fmt.Errorf("close cache: %w", err)
 	}

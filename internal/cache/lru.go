@@ -90,6 +90,7 @@ func (c *Cache) dropLocked(i int32) {
 func (c *Cache) removeLocked(i int32) {
 	key, size := c.ents[i].key, c.ents[i].size
 	c.forgetMetaLocked(key)
+	c.unsynced[key[0]] = true
 	if err := removeIfExists(c.dataPath(key)); err != nil {
 		c.log.Warn("cache remove", "sha256", key.String(), "err", err)
 	}
