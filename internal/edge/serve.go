@@ -447,6 +447,16 @@ type countingWriter struct {
 	flush bool
 }
 
+// WriteHeader sends the headers of a fill in progress at once: the client
+// learns the response started (and its length) before the first bytes,
+// which may be held back until verified, arrive.
+func (cw *countingWriter) WriteHeader(code int) {
+	cw.ResponseWriter.WriteHeader(code)
+	if cw.flush {
+		_ = http.NewResponseController(cw.ResponseWriter).Flush() // a failed flush shows up at the next write
+	}
+}
+
 func (cw *countingWriter) Write(p []byte) (int, error) {
 	n, err := cw.ResponseWriter.Write(p)
 	cw.n += int64(n)
