@@ -9,6 +9,7 @@ import (
 	"mime/multipart"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 )
 
 const set = "FreeBSD:14:amd64/latest"
@@ -467,5 +469,45 @@ func TestServeDamagedRootIs500(t *testing.T) {
 	resp, body := f.get("/" + set + "/All/a.pkg")
 	if resp.StatusCode != 500 || strings.Contains(string(body), f.dir) {
 		t.Errorf("missing live file: %s %q, want 500 without a path", resp.Status, body)
+	}
+}
+
+// TestServeLargeFileInStallChunks serves a file bigger than
+// httpserve.StallChunk through the production wrapper, whose sendfile
+// comes in pieces: every byte must be the file's, in order.
+func TestServeLargeFileInStallChunks(t *testing.T) {
+	f := newFixture(t, nil)
+	var b strings.Builder
+	for i := 0; b.Len() < 3*httpserve.StallChunk+777; i++ {
+		fmt.Fprintf(&b, "%08d\n", i)
+	}
+	data := b.String()
+	f.publish(set, map[string]string{"All/big.pkg": data})
+	ts := httptest.NewServer(httpserve.Instrument(f.srv, nil, nil, time.Minute))
+	defer ts.Close()
+	tests := []struct {
+		name, rng string
+		want      string
+	}{
+		{"whole", "", data},
+		{"resume", "bytes=200000-", data[200000:]},
+		{"middle", "bytes=100-300000", data[100:300001]},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", ts.URL+"/"+set+"/All/big.pkg", nil)
+			if tt.rng != "" {
+				req.Header.Set("Range", tt.rng)
+			}
+			resp, err := ts.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(got) != tt.want {
+				t.Errorf("GET %s: %s, %d bytes (want %d), equal %v, err %v", tt.rng, resp.Status, len(got), len(tt.want), string(got) == tt.want, err)
+			}
+		})
 	}
 }

@@ -12,19 +12,28 @@ import (
 // two lseek(2) calls per request are skipped, the offset is tracked here,
 // and the file is really positioned only before bytes are read from it.
 // It keeps sendfile: net's sendfile path takes any syscall.Conn.
+//
+// sendfile reads from, and moves, the file's own offset, by a count this
+// type never sees (and the copy may come in several pieces, see
+// httpserve.StallChunk): once the file has been handed out by SyscallConn,
+// every call goes straight to the file.
 type sizedFile struct {
 	f    *os.File
 	size int64
 	pos  int64 // offset as the caller sees it
-	real int64 // the file's offset; -1 if unknown (after sendfile)
+	real int64 // the file's offset
+	raw  bool  // handed to sendfile: the file's offset is the truth
 }
 
 func newSizedFile(f *os.File, size int64) *sizedFile { return &sizedFile{f: f, size: size} }
 
 var errNegativeOffset = errors.New("seek to a negative offset")
 
-// Seek implements io.Seeker without a system call.
+// Seek implements io.Seeker, without a system call until the file is raw.
 func (s *sizedFile) Seek(off int64, whence int) (int64, error) {
+	if s.raw {
+		return s.f.Seek(off, whence)
+	}
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:
@@ -43,11 +52,10 @@ func (s *sizedFile) Seek(off int64, whence int) (int64, error) {
 
 // sync positions the file at pos.
 func (s *sizedFile) sync() error {
-	if s.real == s.pos {
+	if s.raw || s.real == s.pos {
 		return nil
 	}
 	if _, err := s.f.Seek(s.pos, io.SeekStart); err != nil {
-		s.real = -1
 		return err
 	}
 	s.real = s.pos
@@ -55,6 +63,9 @@ func (s *sizedFile) sync() error {
 }
 
 func (s *sizedFile) Read(p []byte) (int, error) {
+	if s.raw {
+		return s.f.Read(p)
+	}
 	if err := s.sync(); err != nil {
 		return 0, err
 	}
@@ -64,12 +75,12 @@ func (s *sizedFile) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// SyscallConn hands the file to sendfile, which reads from (and moves)
-// the file's own offset: position it first, and forget it after.
+// SyscallConn positions the file and hands it to sendfile; from then on
+// the file's offset is the truth.
 func (s *sizedFile) SyscallConn() (syscall.RawConn, error) {
 	if err := s.sync(); err != nil {
 		return nil, err
 	}
-	s.real = -1
+	s.raw = true
 	return s.f.SyscallConn()
 }

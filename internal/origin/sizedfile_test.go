@@ -53,6 +53,9 @@ func TestSizedFileSeekRead(t *testing.T) {
 					if _, err := f.Seek(17, io.SeekStart); err != nil { // as sendfile would move it
 						t.Fatal(err)
 					}
+					if at, err := s.Seek(0, io.SeekCurrent); err != nil || at != 17 {
+						t.Fatalf("step %d: after sendfile, Seek(0, SeekCurrent) = %d, %v, want the file's 17", i, at, err)
+					}
 				}
 				if st.read > 0 {
 					b := make([]byte, st.read)
