@@ -109,7 +109,9 @@ func newFixture(t testing.TB, mod func(*Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.ts = httptest.NewServer(httpserve.Instrument(f.srv, nil, f.srv.Observe, 0))
+	// As in pkgserve: observed, and written under a stall deadline (whose
+	// chunked sendfile is part of what is tested).
+	f.ts = httptest.NewServer(httpserve.Instrument(f.srv, nil, f.srv.Observe, httpserve.DefaultStallTimeout))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
