@@ -228,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 		notifyq:  make(chan notice, 256),
 	}
 	s.sets.Store(&setsState{changed: make(chan struct{})})
-	if err := s.Refresh(); err != nil {
+	if err := s.refresh(true); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}
 	return s, nil

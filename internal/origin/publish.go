@@ -289,7 +289,7 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return commitErr(err)
 	}
-	if err := s.Refresh(); err != nil {
+	if err := s.refresh(true); err != nil {
 		s.log.Error("refresh sets after commit", "set", m.Set, "set_id", m.ID.String(), "err", err)
 	}
 	s.met.commits.Inc()

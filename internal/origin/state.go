@@ -39,9 +39,14 @@ type setsState struct {
 	changed   chan struct{}   // closed when a newer snapshot replaces this one
 }
 
+// fileStamp tells whether a file was replaced. The inode is part of it:
+// SETS is replaced by rename, and mtimes are only as fine as the kernel's
+// clock tick, so two same-size SETS written within one tick differ by
+// inode alone.
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	ino  uint64
 }
 
 func stampOf(path string) (fileStamp, error) {
@@ -52,14 +57,18 @@ func stampOf(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{fi.ModTime(), fi.Size()}, nil
+	return fileStamp{fi.ModTime(), fi.Size(), inode(fi)}, nil
 }
 
 // Refresh re-reads SETS if it changed on disk since the last look, and
 // wakes the long-pollers if its content did. Run calls it every
-// PollInterval and a commit calls it right away; tests call it after
-// changing the root behind the server's back.
-func (s *Server) Refresh() error {
+// PollInterval; tests call it after changing the root behind the server's
+// back.
+func (s *Server) Refresh() error { return s.refresh(false) }
+
+// refresh is Refresh; force re-reads SETS even if it looks unchanged (a
+// commit through this server just wrote it).
+func (s *Server) refresh(force bool) error {
 	s.setsMu.Lock()
 	defer s.setsMu.Unlock()
 	old := s.sets.Load()
@@ -70,7 +79,7 @@ func (s *Server) Refresh() error {
 			return fmt.Errorf("stat %s: %w", name, err)
 		}
 	}
-	if stamp == old.stamp && old.names != nil {
+	if stamp == old.stamp && old.names != nil && !force {
 		s.checkLive(old)
 		return nil
 	}
