@@ -173,15 +173,24 @@ func TestResignedManifestClearsDegraded(t *testing.T) {
 	m1 := m.publish(testSet, files)
 	var mu sync.Mutex
 	now := time.Now()
+	health := new(httpserve.Health)
 	e := newTestEdge(t, v, []string{up.URL}, func(c *Config, _ *cache.Config) {
 		c.Clock = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+		c.Health = health
 	})
-	e.refresh(t)
+	e.update(t.Context())
+	if st := health.Status(now); st.Degraded {
+		t.Fatalf("healthz = %+v, want ok", st)
+	}
 	mu.Lock()
 	now = m1.Expires.Add(time.Hour)
 	mu.Unlock()
 	if len(e.Degraded()) != 1 {
 		t.Fatalf("Degraded = %v, want the expired set", e.Degraded())
+	}
+	e.update(t.Context())
+	if st := health.Status(now); !st.Degraded || len(st.Reasons) != 1 {
+		t.Errorf("healthz = %+v, want degraded by the expired set", st)
 	}
 	// pkgpublish refresh: the same set ID re-signed with a later expiry.
 	m.publish(testSet, files, publishOpts{id: m1.ID, expires: m1.Expires.Add(60 * 24 * time.Hour)})
@@ -191,6 +200,15 @@ func TestResignedManifestClearsDegraded(t *testing.T) {
 	}
 	if d := e.Degraded(); len(d) != 0 {
 		t.Errorf("after re-signing Degraded = %v, want none", d)
+	}
+	e.update(t.Context())
+	if st := health.Status(now); st.Degraded {
+		t.Errorf("healthz after re-signing = %+v, want ok", st)
+	}
+	m.setDown(http.StatusServiceUnavailable)
+	e.update(t.Context())
+	if st := health.Status(now); !st.Degraded {
+		t.Errorf("healthz with the upstream down = %+v, want degraded", st)
 	}
 }
 
