@@ -107,6 +107,7 @@ func BenchmarkOpen1M(b *testing.B) {
 		// rewrite the index.
 		c.cancel(nil)
 		c.jr.close()
+		c.unlock()
 		if err := os.Truncate(index, fi.Size()); err != nil {
 			b.Fatal(err)
 		}
