@@ -1,0 +1,135 @@
+package chaos
+
+import (
+	"cmp"
+	"net/http"
+	"net/url"
+	"slices"
+	"testing"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/internal/sampleset"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// published is a master serving one published set.
+type published struct {
+	e      *env
+	root   string
+	master *server
+	m      *manifest.Manifest
+}
+
+// publishSet publishes a sample repository into a new root and starts a
+// master on it.
+func publishSet(t testing.TB, seed uint64, packages int, total int64) *published {
+	t.Helper()
+	e := newEnv(t)
+	p := &published{e: e, root: e.path("root")}
+	src := makeRepo(t, e.path("src"), seed, packages, total)
+	id := e.publishLocal(t, p.root, src)
+	p.master = e.startMaster(t, p.root)
+	e.waitSet(t, p.master.url, id)
+	p.m = e.live(t, p.master.url)
+	return p
+}
+
+// bySize returns the set's entries with distinct content, largest first
+// (faults are set per object, and Latest/pkg.pkg is All/pkg-*.pkg).
+func (p *published) bySize() []manifest.Entry {
+	ents := slices.Clone(p.m.Entries)
+	slices.SortStableFunc(ents, func(a, b manifest.Entry) int { return cmp.Compare(b.Size, a.Size) })
+	seen := map[digest.SHA256]bool{}
+	return slices.DeleteFunc(ents, func(e manifest.Entry) bool {
+		dup := seen[e.SHA256]
+		seen[e.SHA256] = true
+		return dup
+	})
+}
+
+// fileURL is the URL of a set file under base.
+func fileURL(base, set, rel string) string {
+	b, _ := url.Parse(base)
+	return route.FileURL(b, set, rel)
+}
+
+// gatewayStatus reports whether a status says "could not get it upstream":
+// what pkg retries on another mirror, unlike a final 404.
+func gatewayStatus(s int) bool {
+	return s == http.StatusBadGateway || s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout
+}
+
+// checkNotBad requires that a response for ent is either its exact bytes
+// with a 200 (or 206 for what was asked), a broken connection, or a
+// 502/503/504 — never a 404, a short 200 or wrong bytes as a whole body.
+// It reports whether the client got the whole right file.
+func checkNotBad(t testing.TB, what string, r response, ent manifest.Entry) bool {
+	t.Helper()
+	switch {
+	case r.err != nil:
+		// A transport error or a body cut off (unexpected EOF): what a
+		// client of an aborted fill must see.
+		return false
+	case r.status == http.StatusOK:
+		if got := digest.Sum(r.body); got != ent.SHA256 || int64(len(r.body)) != ent.Size {
+			t.Errorf("%s: %s: a complete 200 with %d bytes sha256 %s, want %d bytes %s", what, ent.Path, len(r.body), got, ent.Size, ent.SHA256)
+			return false
+		}
+		return true
+	case gatewayStatus(r.status):
+		return false
+	default:
+		t.Errorf("%s: %s: status %d, want the file, a broken connection or 502/503/504", what, ent.Path, r.status)
+		return false
+	}
+}
+
+// TestEdgeFaultyUpstreamNeverServesBadBytes puts a manifest-aware edge in
+// front of an upstream that, for one object each, closes mid-file, stalls
+// before the headers or mid-file, sends wrong bytes with the right length
+// (near the end, at the start), sends more or fewer bytes than the object or
+// than its Content-Length, or answers 500/503/404. What must hold: no client
+// ever gets wrong bytes as a complete 200 (a broken connection or a
+// 502/503/504 instead, never a 404), nothing bad is cached (a second request
+// still fails the same way, not with bad bytes), and once the upstream
+// serves the object right again the edge serves it byte-correct.
+func TestEdgeFaultyUpstreamNeverServesBadBytes(t *testing.T) {
+	t.Parallel()
+	p := publishSet(t, 3, 40, 6*sampleset.MiB)
+	up := newFaulty(t, p.master.url, p.root)
+	edge := p.e.startEdge(t, p.e.path("cache"), []string{up.url}, "--first-byte-timeout", "2s", "--prefetch", "-1")
+	p.e.waitSet(t, edge.url, p.m.ID)
+
+	faults := []fault{faultCloseMid, faultStallHead, faultStallMid, faultWrongBytes, faultWrongEarly,
+		faultLonger, faultFewer, faultShort, fault500, fault503, fault404, faultRefuse}
+	ents := p.bySize()
+	t.Run("faults", func(t *testing.T) {
+		for i, fl := range faults {
+			ent := ents[i]
+			t.Run(fl.String(), func(t *testing.T) {
+				t.Parallel()
+				up.set(ent.SHA256.String(), fl, 0)
+				u := fileURL(edge.url, testSet, ent.Path)
+				tries := 2 // the second proves nothing bad was kept
+				if fl == faultStallMid {
+					tries = 1 // each try costs the edge's 30 s upstream stall timeout
+				}
+				for try := range tries {
+					if checkNotBad(t, fl.String(), do(http.MethodGet, u, nil), ent) && fl != faultLonger {
+						t.Errorf("%s: try %d got the right file although the upstream never sent it", fl, try)
+					}
+				}
+				up.set(ent.SHA256.String(), faultNone, 0)
+				r := do(http.MethodGet, u, nil)
+				if !checkNotBad(t, "recovered", r, ent) {
+					t.Errorf("%s: after the upstream recovered: status %d, err %v", fl, r.status, r.err)
+				}
+			})
+		}
+	})
+	// The mismatches were noticed and counted, not just dropped.
+	if n := metric(t, edge, "pkgcdn_edge_cache_verify_failures_total"); n < 2 {
+		t.Errorf("pkgcdn_edge_cache_verify_failures_total = %v after two objects with wrong bytes, want ≥ 2", n)
+	}
+}
