@@ -38,6 +38,8 @@ func edgeFlags() []cli.Flag {
 			Usage: "PEM CA bundle that verifies https upstreams instead of the system roots"},
 		&cli.DurationFlag{Name: "first-byte-timeout", Value: edge.DefaultFirstByteTimeout, EnvVars: env("first-byte-timeout"),
 			Usage: "how long an upstream may take to answer before the next one is tried (below pkg's 30s)"},
+		&cli.DurationFlag{Name: "upstream-stall-timeout", Value: edge.DefaultStallTimeout, EnvVars: env("upstream-stall-timeout"),
+			Usage: "an upstream transfer that sends nothing for this long fails (its clients' connections break; the next request refetches)"},
 		&cli.BoolFlag{Name: "no-long-poll", EnvVars: env("no-long-poll"),
 			Usage: "do not hold a long-poll on the upstream's /.pkgcdn/sets (rely on --poll and notices)"},
 		&cli.DurationFlag{Name: "negative-ttl", Value: edge.DefaultNegativeTTL, EnvVars: env("negative-ttl"),
@@ -70,8 +72,8 @@ func runEdge(c *cli.Context) (err error) {
 	if err != nil || size <= 0 {
 		return usagef("--cache-size %q: want a size like 500MiB or 50GiB", c.String("cache-size"))
 	}
-	if c.Duration("poll") <= 0 || c.Duration("notify-rate") < 0 || c.Duration("first-byte-timeout") < 0 {
-		return usagef("--poll must be positive; --notify-rate and --first-byte-timeout not negative")
+	if c.Duration("poll") <= 0 || c.Duration("notify-rate") < 0 || c.Duration("first-byte-timeout") < 0 || c.Duration("upstream-stall-timeout") < 0 {
+		return usagef("--poll must be positive; --notify-rate, --first-byte-timeout and --upstream-stall-timeout not negative")
 	}
 	var verifier *sign.Verifier
 	if keys := c.StringSlice("trusted-key"); len(keys) > 0 {
@@ -90,7 +92,8 @@ func runEdge(c *cli.Context) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	health := new(httpserve.Health)
 	start := time.Now()
-	ch, err := cache.New(cache.Config{Dir: filepath.Join(dir, "data"), MaxBytes: size, Logger: log})
+	ch, err := cache.New(cache.Config{Dir: filepath.Join(dir, "data"), MaxBytes: size, Logger: log,
+		StallTimeout: c.Duration("upstream-stall-timeout")})
 	if err != nil {
 		return err
 	}
@@ -102,6 +105,7 @@ func runEdge(c *cli.Context) (err error) {
 		StateDir:         filepath.Join(dir, "state"),
 		UpstreamCAFile:   c.String("upstream-ca"),
 		FirstByteTimeout: c.Duration("first-byte-timeout"),
+		StallTimeout:     c.Duration("upstream-stall-timeout"),
 		Poll:             c.Duration("poll"),
 		NoLongPoll:       c.Bool("no-long-poll"),
 		LongPollTimeout:  c.Duration("long-poll-timeout"),
