@@ -396,6 +396,10 @@ func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, pat
 		}
 		req.ContentLength = size
 		if size == 0 {
+			// An empty body is never read: check the file is still empty.
+			if n, _ := sr.Read(make([]byte, 1)); n > 0 || sr.err != nil {
+				return sr.err
+			}
 			req.Body = http.NoBody
 		}
 		req.Header.Set("Content-Type", "application/octet-stream")
