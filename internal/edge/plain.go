@@ -242,7 +242,11 @@ func setPlainHeaders(h http.Header, m cache.Meta) {
 	h.Set("Accept-Ranges", "bytes")
 	// Downstream caches revalidate with us (a 304 from here is cheap);
 	// our own freshness rule is the set-ID's, not theirs to guess.
-	h.Set("Cache-Control", ccSetFile)
+	if m.NoStore {
+		h.Set("Cache-Control", "no-store")
+	} else {
+		h.Set("Cache-Control", ccSetFile)
+	}
 }
 
 // revalidate asks the upstream whether a stale entry still holds: 304 keeps

@@ -233,6 +233,9 @@ func TestPlainRFC9111Freshness(t *testing.T) {
 				waitCached(t, e.cache, plainKey("/f", 0))
 			}
 			resp, b := mustGet(t, e.srv.URL, "/f", http.StatusOK)
+			if cc := resp.Header.Get("Cache-Control"); (cc == "no-store") != !tt.stored {
+				t.Errorf("Cache-Control to clients = %q (stored %v)", cc, tt.stored)
+			}
 			if cs := resp.Header.Get("Cache-Status"); cs != tt.second || string(b) != "body" {
 				t.Errorf("second GET: Cache-Status %q, want %q (body %q)", cs, tt.second, b)
 			}
