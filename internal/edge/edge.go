@@ -302,17 +302,21 @@ func (e *Edge) track(ctx context.Context) {
 	defer t.Stop()
 	for {
 		e.update(ctx)
+		last := time.Now()
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-e.kick:
 		}
-		// Rate limit: a flood of notices costs at most one re-read per interval.
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(e.cfg.NotifyInterval):
+		// Rate limit: a flood of notices costs at most one re-read per
+		// interval, while a notice after a quiet spell is acted on at once.
+		if d := time.Until(last.Add(e.cfg.NotifyInterval)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(d):
+			}
 		}
 	}
 }
