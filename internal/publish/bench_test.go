@@ -158,3 +158,65 @@ func BenchmarkPublishLocal(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPublishRemote publishes the benchmark tree to the real master
+// handler (internal/origin) over loopback HTTP: first publish (new master
+// each time), 5% changed, unchanged.
+func BenchmarkPublishRemote(b *testing.B) {
+	src, total := benchTree(b)
+	s, pub := newKey(b)
+	b.Run("first", func(b *testing.B) {
+		b.SetBytes(total)
+		for b.Loop() {
+			_, ts := newOrigin(b, pub, "tok")
+			cfg := Config{Set: testSet, Signer: s}
+			if _, err := PublishRemote(b.Context(), cfg, newClient(b, ts.URL, "tok"), src); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	_, ts := newOrigin(b, pub, "tok")
+	c := newClient(b, ts.URL, "tok")
+	cfg := Config{Set: testSet, Signer: s, HashCache: filepath.Join(b.TempDir(), "hc")}
+	if _, err := PublishRemote(b.Context(), cfg, c, src); err != nil {
+		b.Fatal(err)
+	}
+	gen := 1000 // not the generations BenchmarkPublishLocal used
+	b.Run("changed5pct", func(b *testing.B) {
+		buf := make([]byte, benchFileSize)
+		for b.Loop() {
+			b.StopTimer()
+			gen++
+			old := time.Now().Add(-time.Hour + time.Duration(gen)*time.Millisecond)
+			for i := 0; i < benchFiles; i += 20 {
+				fillBench(buf, i, gen)
+				p := filepath.Join(src, fmt.Sprintf("All/d%02d/p%05d.pkg", i%50, i))
+				if err := os.WriteFile(p, buf, 0o644); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.Chtimes(p, old, old); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StartTimer()
+			res, err := PublishRemote(b.Context(), cfg, c, src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.Sent != benchFiles/20 {
+				b.Fatalf("sent %d objects, want %d", res.Sent, benchFiles/20)
+			}
+		}
+	})
+	b.Run("unchanged", func(b *testing.B) {
+		for b.Loop() {
+			res, err := PublishRemote(b.Context(), cfg, c, src)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if res.New || res.Hash.Bytes != 0 {
+				b.Fatalf("unchanged republish: %+v", res)
+			}
+		}
+	})
+}

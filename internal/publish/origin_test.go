@@ -16,7 +16,7 @@ import (
 )
 
 // newOrigin runs the real master handler (internal/origin) over a new root.
-func newOrigin(t *testing.T, pub, token string) (*layout.Root, *httptest.Server) {
+func newOrigin(t testing.TB, pub, token string) (*layout.Root, *httptest.Server) {
 	t.Helper()
 	v, err := sign.NewVerifier(pub)
 	if err != nil {
