@@ -13,6 +13,7 @@ type metrics struct {
 	bytes       *prometheus.CounterVec // code class, set
 	waiters     prometheus.Gauge
 	liveID      *prometheus.GaugeVec // set → unix time of the live ID
+	liveAge     *prometheus.GaugeVec // set → seconds since the live ID, at the last check
 	commits     prometheus.Counter
 	rejected    *prometheus.CounterVec // reason
 	objects     prometheus.Counter
@@ -31,6 +32,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Long-polls of /.pkgcdn/sets waiting now."}),
 		liveID: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "live_set_id_timestamp_seconds",
 			Help: "Unix time of each set's live set ID (its age is time() minus this)."}, []string{"set"}),
+		liveAge: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "live_set_age_seconds",
+			Help: "Age of each set's live set ID, updated every SETS poll (1s by default)."}, []string{"set"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "publish_commits_total",
 			Help: "Sets committed through the publish API."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "publish_rejected_total",
@@ -45,7 +48,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.commits,
+	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.liveAge, m.commits,
 		m.rejected, m.objects, m.objectBytes, m.notify} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

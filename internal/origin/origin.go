@@ -147,9 +147,10 @@ type Server struct {
 	met      *metrics
 	tokenSum [sha256.Size]byte // sha256 of PublishToken: compared in constant time
 
-	sets    atomic.Pointer[setsState]
-	setsMu  sync.Mutex // serializes Refresh
-	waiters atomic.Int64
+	sets       atomic.Pointer[setsState]
+	setsMu     sync.Mutex // serializes Refresh
+	setsFailed bool       // the last Refresh failed; guarded by setsMu
+	waiters    atomic.Int64
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed when long-pollers must be released
@@ -250,9 +251,7 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-			if err := s.Refresh(); err != nil {
-				s.log.Warn("refresh sets", "err", err)
-			}
+			_ = s.Refresh() // logged and reported to Health by Refresh
 		case n := <-s.notifyq:
 			wg.Go(func() { s.notify(ctx, n) })
 		}

@@ -445,6 +445,7 @@ func TestMetrics(t *testing.T) {
 		{"pkgcdn_origin_requests_total", []string{"code", "4xx", "set", set}, 1},
 		{"pkgcdn_origin_requests_total", []string{"code", "4xx", "set", ""}, 1},
 		{"pkgcdn_origin_live_set_id_timestamp_seconds", []string{"set", set}, float64(m.ID.Time().Unix())},
+		{"pkgcdn_origin_live_set_age_seconds", []string{"set", set}, f.clock.Now().Sub(m.ID.Time()).Seconds()},
 		{"pkgcdn_origin_longpoll_waiters", nil, 0},
 	}
 	for _, tt := range tests {
@@ -509,5 +510,46 @@ func TestServeLargeFileInStallChunks(t *testing.T) {
 				t.Errorf("GET %s: %s, %d bytes (want %d), equal %v, err %v", tt.rng, resp.Status, len(got), len(tt.want), string(got) == tt.want, err)
 			}
 		})
+	}
+}
+
+func TestSetsUnreadableDegradedThenRecovers(t *testing.T) {
+	f := newFixture(t, nil)
+	f.publish(set, map[string]string{"All/a.pkg": "aaa"})
+	setsPath := filepath.Join(f.root.Dir, "SETS")
+	good, err := os.ReadFile(setsPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory where SETS should be: unreadable even for root.
+	if err := os.Rename(setsPath, setsPath+".bak"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(setsPath, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Refresh(); err == nil {
+		t.Fatal("Refresh with SETS a directory: nil error")
+	}
+	if st := f.health.Status(f.clock.Now()); !st.Degraded {
+		t.Errorf("health %+v, want degraded", st)
+	}
+	if resp, body := f.get("/.pkgcdn/sets"); resp.StatusCode != 200 || string(body) != string(good) {
+		t.Errorf("SETS while unreadable: %s, want the last good one", resp.Status)
+	}
+	if resp, _ := f.get("/" + set + "/All/a.pkg"); resp.StatusCode != 200 {
+		t.Errorf("file while SETS unreadable: %s, want 200", resp.Status)
+	}
+	if err := os.Remove(setsPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(setsPath+".bak", setsPath); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.health.Status(f.clock.Now()); st.Degraded {
+		t.Errorf("health %+v after recovery, want ok", st)
 	}
 }

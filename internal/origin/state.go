@@ -64,6 +64,8 @@ func stampOf(path string) (fileStamp, error) {
 // wakes the long-pollers if its content did. Run calls it every
 // PollInterval; tests call it after changing the root behind the server's
 // back.
+// While SETS cannot be read, the last snapshot keeps being served and
+// Health is degraded.
 func (s *Server) Refresh() error { return s.refresh(false) }
 
 // refresh is Refresh; force re-reads SETS even if it looks unchanged (a
@@ -71,6 +73,25 @@ func (s *Server) Refresh() error { return s.refresh(false) }
 func (s *Server) refresh(force bool) error {
 	s.setsMu.Lock()
 	defer s.setsMu.Unlock()
+	err := s.refreshLocked(force)
+	switch {
+	case err != nil && !s.setsFailed:
+		s.setsFailed = true
+		s.log.Error("sets unreadable, serving the last good snapshot", "err", err)
+		if s.cfg.Health != nil {
+			s.cfg.Health.SetDegraded("sets", "SETS unreadable: "+err.Error())
+		}
+	case err == nil && s.setsFailed:
+		s.setsFailed = false
+		s.log.Info("sets readable again")
+		if s.cfg.Health != nil {
+			s.cfg.Health.ClearDegraded("sets")
+		}
+	}
+	return err
+}
+
+func (s *Server) refreshLocked(force bool) error {
 	old := s.sets.Load()
 	var stamp [2]fileStamp
 	var err error
@@ -127,6 +148,7 @@ func (s *Server) checkLive(st *setsState) {
 			continue // unpublished meanwhile; the next snapshot drops it
 		}
 		s.met.liveID.WithLabelValues(name).Set(float64(id.Time().Unix()))
+		s.met.liveAge.WithLabelValues(name).Set(now.Sub(id.Time()).Seconds())
 		m, err := s.manifest(name, id)
 		if err != nil {
 			s.log.Error("live manifest unreadable", "set", name, "set_id", id.String(), "err", err)
