@@ -1,6 +1,8 @@
 package httpserve
 
 import (
+	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"os"
@@ -16,58 +18,103 @@ import (
 //
 // The user field is always "-": Authorization headers are never logged.
 // Quotes, backslashes and control bytes inside quoted fields are written as
-// \xHH, so a hostile request cannot forge a line. An AccessLog is safe for
+// \xHH, so a hostile request cannot forge a line. Lines are buffered (64 KiB)
+// and written at least every FlushInterval, like nginx's access_log
+// buffer=, so that a busy server does not make one write(2) per request;
+// Close and Reopen write what is buffered. An AccessLog is safe for
 // concurrent use.
 type AccessLog struct {
 	path string // "" for stderr
+	stop chan struct{}
+	done chan struct{}
 
-	mu sync.Mutex // guards f
+	mu sync.Mutex // guards f, w
 	f  *os.File
+	w  *bufio.Writer
 }
 
+// FlushInterval bounds how long a line stays in an AccessLog's buffer.
+const FlushInterval = time.Second
+
 // OpenAccessLog opens path for appending (created 0644 if missing); "-"
-// means standard error.
+// means standard error. Close it to write the last lines.
 func OpenAccessLog(path string) (*AccessLog, error) {
+	l := &AccessLog{stop: make(chan struct{}), done: make(chan struct{})}
 	if path == "-" {
-		return &AccessLog{f: os.Stderr}, nil
+		l.f = os.Stderr
+	} else {
+		f, err := openAppend(path)
+		if err != nil {
+			return nil, err
+		}
+		l.path, l.f = path, f
 	}
-	f, err := openAppend(path)
-	if err != nil {
-		return nil, err
+	l.w = bufio.NewWriterSize(l.f, 64<<10)
+	go l.flusher()
+	return l, nil
+}
+
+// flusher writes the buffer every FlushInterval until Close.
+func (l *AccessLog) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+			// A failed write is retried by the next flush; reporting it
+			// here would have no one to go to.
+			_ = l.Flush()
+		}
 	}
-	return &AccessLog{path: path, f: f}, nil
+}
+
+// Flush writes the buffered lines now.
+func (l *AccessLog) Flush() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Flush()
 }
 
 func openAppend(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 }
 
-// Reopen opens the log file again by its name and closes the old one, for
-// newsyslog/logrotate after they renamed it (call it on SIGHUP). On error
-// the old file stays in use. For standard error it does nothing.
+// Reopen writes the buffer to the old file, opens the log file again by
+// its name and closes the old one, for newsyslog/logrotate after they
+// renamed it (call it on SIGHUP). On error the old file stays in use. For
+// standard error it only flushes.
 func (l *AccessLog) Reopen() error {
 	if l.path == "" {
-		return nil
+		return l.Flush()
 	}
 	f, err := openAppend(l.path)
 	if err != nil {
 		return err
 	}
 	l.mu.Lock()
+	ferr := l.w.Flush()
 	old := l.f
 	l.f = f
+	l.w.Reset(f)
 	l.mu.Unlock()
-	return old.Close()
+	return errors.Join(ferr, old.Close())
 }
 
-// Close closes the log file (not standard error).
+// Close writes the buffered lines and closes the log file (not standard
+// error). The AccessLog must not be used after.
 func (l *AccessLog) Close() error {
-	if l.path == "" {
-		return nil
-	}
+	close(l.stop)
+	<-l.done
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.f.Close()
+	err := l.w.Flush()
+	if l.path != "" {
+		err = errors.Join(err, l.f.Close())
+	}
+	return err
 }
 
 var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -79,7 +126,7 @@ func (l *AccessLog) Log(r *http.Request, start time.Time, status int, bytes int6
 	l.mu.Lock()
 	// A failed access-log write must not fail the request, and logging it
 	// would mean one error line per request: drop it.
-	_, _ = l.f.Write(b)
+	_, _ = l.w.Write(b)
 	l.mu.Unlock()
 	*bp = b
 	lineBufs.Put(bp)

@@ -246,6 +246,10 @@ func TestAccessLogCombinedFormat(t *testing.T) {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	srv.Close() // every handler done, every line logged
+	if err := al.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -289,7 +293,7 @@ func TestAccessLogReopenAfterRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer al.Close()
-	req := httptest.NewRequest("GET", "/one", nil)
+	req := httptest.NewRequest("GET", "/one", nil) // buffered, written by Reopen
 	al.Log(req, time.Now(), 200, 1)
 	if err := os.Rename(path, path+".0"); err != nil {
 		t.Fatal(err)
@@ -299,6 +303,9 @@ func TestAccessLogReopenAfterRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	al.Log(httptest.NewRequest("GET", "/three", nil), time.Now(), 200, 1)
+	if err := al.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	old, _ := os.ReadFile(path + ".0")
 	cur, _ := os.ReadFile(path)
 	if !strings.Contains(string(old), "/one") || !strings.Contains(string(old), "/two") || strings.Contains(string(old), "/three") {
@@ -573,5 +580,23 @@ func TestServeTLSReload(t *testing.T) {
 	}
 	if got := serial(pool2); got != 2 {
 		t.Errorf("after a failed ReloadTLS: serial %d, want 2 still", got)
+	}
+}
+
+func TestAccessLogCloseWritesBuffer(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "access.log")
+	al, err := OpenAccessLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		al.Log(httptest.NewRequest("GET", fmt.Sprintf("/f%d", i), nil), time.Now(), 200, int64(i))
+	}
+	if err := al.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if n := strings.Count(string(b), "\n"); n != 1000 {
+		t.Errorf("%d lines after Close, want 1000", n)
 	}
 }
