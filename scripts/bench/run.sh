@@ -32,6 +32,7 @@
 #   BENCH_ROUNDS      propagation rounds          (default 3)
 #   BENCH_DIR         output directory            (default .bench)
 #   BENCH_KEEP=1      keep the work directory (trees, roots, logs)
+#   BENCH_EDGE_ARGS   extra flags for every edge (word-split), e.g. "--notify-rate 10ms"
 #   BENCH_ONLY        space-separated sections to run (publish serving edge propagation)
 set -euo pipefail
 
@@ -128,6 +129,11 @@ trap 'exit 130' INT TERM
 wait_url() {
 	local url=$1 secs=${2:-30} want=${3:-} code i
 	for ((i = 0; i < secs * 20; i++)); do
+		# The process started last is what we wait for: fail fast if it died.
+		if [[ -n ${SPAWNED:-} ]] && ! kill -0 "$SPAWNED" 2>/dev/null; then
+			log "process $SPAWNED exited while waiting for $url"
+			return 1
+		fi
 		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
 		if [[ $code != 000 && (-z $want || $code == "$want") ]]; then return 0; fi
 		sleep 0.05
@@ -299,7 +305,7 @@ edge() {
 	rm -rf "$cache"
 	mkdir -p "$cache"
 	spawn "$name" "$BIN/pkgserve" --edge --upstream "$upstream" --cache-dir "$cache" --cache-size 16GiB \
-		--listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@"
+		--listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@" ${BENCH_EDGE_ARGS:-}
 }
 
 # nginx_start NAME PORT static ROOT | proxy UPSTREAMPORT: SPAWNED.
@@ -525,38 +531,44 @@ bench_serving() {
 	echo "$(big_path)" >"$WORK/big.paths"
 	local np mp madmin
 	read -r np mp madmin <<<"$(ports 3)"
-	local small_nginx big_nginx small_pkg="" big_pkg=""
-	nginx_start static "$np" static "$(serve_dir)"
-	small_nginx=$(hammer "http://127.0.0.1:$np" "$WORK/small.paths" 64 req_per_sec)
-	check_errors "$small_nginx" "nginx 4 KiB"
-	big_nginx=$(hammer "http://127.0.0.1:$np" "$WORK/big.paths" 8 mb_per_sec)
-	check_errors "$big_nginx" "nginx big file"
-	stop_scenario
+	small_nginx="" big_nginx="" small_pkg="" big_pkg=""
+	SERVE_PORTS=("$np")
+	try serve_nginx small_nginx big_nginx
 	if ((HAVE_SERVE && HAVE_PUBLISH)); then
-		master master-serve "$SERVE_ROOT" "$mp" "$madmin"
-		local base="http://127.0.0.1:$mp/$SET_SERVE"
-		wait_url "$base/$(big_path)" 30 200
-		small_pkg=$(hammer "$base" "$WORK/small.paths" 64 req_per_sec)
-		check_errors "$small_pkg" "pkgserve 4 KiB"
-		big_pkg=$(hammer "$base" "$WORK/big.paths" 8 mb_per_sec)
-		check_errors "$big_pkg" "pkgserve big file"
-		stop_scenario
+		SERVE_PORTS=("$mp" "$madmin")
+		try serve_pkgserve small_pkg big_pkg
 	fi
 	local rn rp
-	rn=$(jq -r '.req_per_sec|floor' <<<"$small_nginx")
+	rn=$(num "$small_nginx" req_per_sec)
 	if [[ -n $small_pkg ]]; then
-		rp=$(jq -r '.req_per_sec|floor' <<<"$small_pkg")
-		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "$rp req/s" "nginx $rn req/s" "$(ratio "$rp" "$rn")" "≥ 0.8×"
+		rp=$(num "$small_pkg" req_per_sec)
+		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "$(cell "$rp" req/s)" "nginx $(cell "$rn" req/s)" "$(ratio "$rp" "$rn")" "≥ 0.8×"
 	else
-		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "n/a (not built)" "nginx $rn req/s" "—" "≥ 0.8×"
+		row serving "4 KiB files, 64 conns: pkgserve vs nginx static (req/s)" "n/a (not built)" "nginx $(cell "$rn" req/s)" "—" "≥ 0.8×"
 	fi
-	rn=$(jq -r '.mb_per_sec|floor' <<<"$big_nginx")
+	rn=$(num "$big_nginx" mb_per_sec)
 	if [[ -n $big_pkg ]]; then
-		rp=$(jq -r '.mb_per_sec|floor' <<<"$big_pkg")
-		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "$rp MB/s" "nginx $rn MB/s" "$(ratio "$rp" "$rn")" "≥ 1.0×"
+		rp=$(num "$big_pkg" mb_per_sec)
+		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "$(cell "$rp" MB/s)" "nginx $(cell "$rn" MB/s)" "$(ratio "$rp" "$rn")" "≥ 1.0×"
 	else
-		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "n/a (not built)" "nginx $rn MB/s" "—" "≥ 1.0×"
+		row serving "$BIG file, 8 conns: pkgserve vs nginx static (MB/s)" "n/a (not built)" "nginx $(cell "$rn" MB/s)" "—" "≥ 1.0×"
 	fi
+}
+serve_nginx() {
+	nginx_start static "${SERVE_PORTS[0]}" static "$(serve_dir)"
+	small_nginx=$(hammer "http://127.0.0.1:${SERVE_PORTS[0]}" "$WORK/small.paths" 64 req_per_sec)
+	check_errors "$small_nginx" "nginx 4 KiB"
+	big_nginx=$(hammer "http://127.0.0.1:${SERVE_PORTS[0]}" "$WORK/big.paths" 8 mb_per_sec)
+	check_errors "$big_nginx" "nginx big file"
+}
+serve_pkgserve() {
+	master master-serve "$SERVE_ROOT" "${SERVE_PORTS[@]}"
+	local base="http://127.0.0.1:${SERVE_PORTS[0]}/$SET_SERVE"
+	wait_url "$base/$(big_path)" 30 200
+	small_pkg=$(hammer "$base" "$WORK/small.paths" 64 req_per_sec)
+	check_errors "$small_pkg" "pkgserve 4 KiB"
+	big_pkg=$(hammer "$base" "$WORK/big.paths" 8 mb_per_sec)
+	check_errors "$big_pkg" "pkgserve big file"
 }
 
 # ---------------------------------------------------------------- edge
@@ -600,21 +612,71 @@ proxy_run() {
 	stop "$pid"
 }
 
+# try FUNC VAR...: run FUNC in a subshell of its own (its processes are
+# stopped when it ends) and copy the VARs it set back; if it fails, the
+# VARs are "failed". One proxy or server that fails to start or crashes
+# thus fails only its own measurement, not its section.
+try() {
+	local fn=$1 rc v
+	shift
+	set +e
+	(
+		set -e
+		SCEN_PIDS=()
+		trap stop_scenario EXIT
+		"$fn"
+		declare -p "$@" | sed 's/^declare -[-a-zA-Z]*/declare -g/' >"$WORK/try.vars"
+	)
+	rc=$?
+	set -e
+	if [[ $rc == 0 ]]; then
+		# shellcheck disable=SC1091
+		source "$WORK/try.vars"
+	else
+		log "${TRY_LABEL:-$fn} failed (exit $rc); see $LOGS"
+		note "${TRY_LABEL:-$fn} failed (exit $rc): see ${LOGS#"$REPO"/}"
+		for v in "$@"; do printf -v "$v" failed; done
+	fi
+}
+
+# try_proxy KIND PORT FUNC: proxy_run under try; sets RES, HWM, FETCHES.
+try_proxy() {
+	PROXY_ARGS=("$@")
+	RES="" HWM="" FETCHES=""
+	TRY_LABEL="$1 $3"
+	try proxy_try RES HWM FETCHES
+	TRY_LABEL=""
+}
+proxy_try() { proxy_run "${PROXY_ARGS[@]}"; }
+
+# num JSON FIELD [ns]: a result field, floored (or ns → ms), or "failed".
+num() {
+	if [[ $1 == failed || -z $1 ]]; then echo failed; return; fi
+	if [[ ${3:-} == ns ]]; then ms "$(jq -r ".$2" <<<"$1")"; else jq -r ".$2|floor" <<<"$1"; fi
+}
+# cell VALUE UNIT: "VALUE UNIT", or VALUE alone when it is not a number.
+cell() { if [[ $1 =~ ^-?[0-9.]+$ ]]; then echo "$1 $2"; else echo "$1"; fi; }
+
 edge_rows() { # SCENARIO UNIT EDGEJSON NGINXJSON FIELD GOAL
 	local e n
-	n=$(jq -r ".$5|floor" <<<"$4")
+	n=$(num "$4" "$5")
 	if [[ -n $3 ]]; then
-		e=$(jq -r ".$5|floor" <<<"$3")
-		row edge "$1" "$e $2" "nginx $n $2" "$(ratio "$e" "$n")" "$6"
+		e=$(num "$3" "$5")
+		row edge "$1" "$(cell "$e" "$2")" "nginx $(cell "$n" "$2")" "$(ratio "$e" "$n")" "$6"
 	else
-		row edge "$1" "n/a (not built)" "nginx $n $2" "—" "$6"
+		row edge "$1" "n/a (not built)" "nginx $(cell "$n" "$2")" "—" "$6"
 	fi
 }
 rss_row() { # SCENARIO EDGEKIB NGINXKIB
+	local what="$1: peak RSS (edge process; nginx: sum of workers)" n e
+	n=$3
+	[[ $n =~ ^[0-9]+$ ]] && n=$(mib "$n")
 	if [[ -n $2 ]]; then
-		row edge "$1: peak RSS (edge process; nginx: sum of workers)" "$(mib "$2") MiB" "nginx $(mib "$3") MiB" "$(ratio "$3" "$2")" "≤ 64 MiB"
+		e=$2
+		[[ $e =~ ^[0-9]+$ ]] && e=$(mib "$e")
+		row edge "$what" "$(cell "$e" MiB)" "nginx $(cell "$n" MiB)" "$(ratio "$n" "$e")" "≤ 64 MiB"
 	else
-		row edge "$1: peak RSS (edge process; nginx: sum of workers)" "n/a (not built)" "nginx $(mib "$3") MiB" "—" "≤ 64 MiB"
+		row edge "$what" "n/a (not built)" "nginx $(cell "$n" MiB)" "—" "≤ 64 MiB"
 	fi
 }
 
@@ -643,10 +705,10 @@ bench_edge() {
 	declare -A R H
 	for s in a b d; do
 		if ((HAVE_EDGE)); then
-			proxy_run edge "$ep" "scen_$s"
+			try_proxy edge "$ep" "scen_$s"
 			R[edge,$s]=$RES H[edge,$s]=$HWM
 		fi
-		proxy_run nginx "$np" "scen_$s"
+		try_proxy nginx "$np" "scen_$s"
 		R[nginx,$s]=$RES H[nginx,$s]=$HWM
 	done
 	edge_rows "(a) cached 4 KiB files, 64 conns (req/s)" "req/s" "${R[edge,a]:-}" "${R[nginx,a]}" req_per_sec "≥ 0.8×"
@@ -657,11 +719,14 @@ bench_edge() {
 	# What the machine can deliver at all bounds (c): HERD copies of the big
 	# file at the best cached rate of (b).
 	local best_b
-	best_b=$(jq -s 'map(.mb_per_sec) | max' <<<"${R[edge,b]:-} ${R[nginx,b]}")
-	note "(c) floor on this machine: $HERD × $BIG at the best (b) rate ($(calc "$best_b" 0) MB/s) takes $(calc "$HERD * $(big_size) / 1000 / $best_b" 0) ms; $HASH_CLIENTS of the $HERD clients sha256 their body, all check status and length"
+	best_b=$(jq -s 'map(.mb_per_sec? // 0) | max' <<<"$(for r in "${R[edge,b]:-}" "${R[nginx,b]}"; do [[ $r == "{"* ]] && echo "$r"; done)" 2>/dev/null || echo 0)
+	[[ $best_b =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !($best_b > 0) }" && note "(c) floor on this machine: $HERD × $BIG at the best (b) rate ($(calc "$best_b" 0) MB/s) takes $(calc "$HERD * $(big_size) / 1000 / $best_b" 0) ms; $HASH_CLIENTS of the $HERD clients sha256 their body, all check status and length"
 	edge_rows "(d) $DISTINCT distinct uncached 64 KiB files, 32 concurrent (req/s)" "req/s" "${R[edge,d]:-}" "${R[nginx,d]}" req_per_sec "≥ 1.0×"
 	rss_row "(d)" "${H[edge,d]:-}" "${H[nginx,d]}"
 }
+
+# times_one T ONE: " (T/ONE× one download)" when both are numbers.
+times_one() { if [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]]; then echo " ($(calc "$1 / $2")× one download)"; fi; }
 
 # (c): the herd on an uncached big file from the throttled origin.
 scen_c() {
@@ -688,31 +753,33 @@ edge_herd() {
 	ORIGIN_PORT=$SLOW_PORT ORIGIN_PREFIX="" EDGE_ARGS=(--set-id-url "http://127.0.0.1:$SLOW_PORT/SETID")
 	local e_res="" e_fetch="" e_hwm="" n_res n_fetch n_hwm
 	if ((HAVE_EDGE)); then
-		proxy_run edge "$ep" scen_c
+		try_proxy edge "$ep" scen_c
 		e_res=$RES e_fetch=$FETCHES e_hwm=$HWM
 	fi
-	proxy_run nginx "$np" scen_c
+	try_proxy nginx "$np" scen_c
 	n_res=$RES n_fetch=$FETCHES n_hwm=$HWM
 	ORIGIN_PORT=$save_port ORIGIN_PREFIX=$save_prefix EDGE_ARGS=("${save_args[@]}")
 	stop "$slow"
 
 	local what="(c) $HERD-client herd, uncached $BIG file, origin $SLOW_RATE/s + $SLOW_LATENCY"
 	local n_ttfb n_total
-	n_ttfb=$(ms "$(jq -r .median_ttfb_ns <<<"$n_res")")
-	n_total=$(ms "$(jq -r .median_total_ns <<<"$n_res")")
+	n_ttfb=$(num "$n_res" median_ttfb_ns ns)
+	n_total=$(num "$n_res" median_total_ns ns)
+	local n_times
+	n_times=$(times_one "$n_total" "$one_ms")
 	if [[ -n $e_res ]]; then
 		local e_ttfb e_total
-		e_ttfb=$(ms "$(jq -r .median_ttfb_ns <<<"$e_res")")
-		e_total=$(ms "$(jq -r .median_total_ns <<<"$e_res")")
+		e_ttfb=$(num "$e_res" median_ttfb_ns ns)
+		e_total=$(num "$e_res" median_total_ns ns)
 		row edge "$what: upstream fetches" "$e_fetch" "nginx $n_fetch" "$(ratio "$n_fetch" "$e_fetch")" "exactly 1"
-		row edge "$what: median time to first byte" "$e_ttfb ms" "nginx $n_ttfb ms" "$(ratio "$n_ttfb" "$e_ttfb")" "≤ 100 ms"
-		row edge "$what: median total time (one plain download: $one_ms ms)" "$e_total ms ($(calc "$e_total / $one_ms")× one download)" \
-			"nginx $n_total ms ($(calc "$n_total / $one_ms")×)" "$(ratio "$n_total" "$e_total")" "≤ 1.2× one download"
-		row edge "$what: clients that failed" "$(jq -r .failed <<<"$e_res")" "nginx $(jq -r .failed <<<"$n_res")" "—" "0"
+		row edge "$what: median time to first byte" "$(cell "$e_ttfb" ms)" "nginx $(cell "$n_ttfb" ms)" "$(ratio "$n_ttfb" "$e_ttfb")" "≤ 100 ms"
+		row edge "$what: median total time (one plain download: $one_ms ms)" "$(cell "$e_total" ms)$(times_one "$e_total" "$one_ms")" \
+			"nginx $(cell "$n_total" ms)$n_times" "$(ratio "$n_total" "$e_total")" "≤ 1.2× one download"
+		row edge "$what: clients that failed" "$(num "$e_res" failed)" "nginx $(num "$n_res" failed)" "—" "0"
 	else
 		row edge "$what: upstream fetches" "n/a (not built)" "nginx $n_fetch" "—" "exactly 1"
-		row edge "$what: median time to first byte" "n/a (not built)" "nginx $n_ttfb ms" "—" "≤ 100 ms"
-		row edge "$what: median total time (one plain download: $one_ms ms)" "n/a (not built)" "nginx $n_total ms ($(calc "$n_total / $one_ms")×)" "—" "≤ 1.2× one download"
+		row edge "$what: median time to first byte" "n/a (not built)" "nginx $(cell "$n_ttfb" ms)" "—" "≤ 100 ms"
+		row edge "$what: median total time (one plain download: $one_ms ms)" "n/a (not built)" "nginx $(cell "$n_total" ms)$n_times" "—" "≤ 1.2× one download"
 	fi
 	rss_row "(c)" "$e_hwm" "$n_hwm"
 }
