@@ -553,3 +553,48 @@ func TestSetsUnreadableDegradedThenRecovers(t *testing.T) {
 		t.Errorf("health %+v after recovery, want ok", st)
 	}
 }
+
+// TestServeOverHTTP2 serves through HTTP/2 over TLS, where there is no
+// sendfile and the file is read and written in pieces.
+func TestServeOverHTTP2(t *testing.T) {
+	f := newFixture(t, nil)
+	var b strings.Builder
+	for i := 0; b.Len() < 2*httpserve.StallChunk+99; i++ {
+		fmt.Fprintf(&b, "%08d\n", i)
+	}
+	data := b.String()
+	m := f.publish(set, map[string]string{"All/big.pkg": data})
+	ts := httptest.NewUnstartedServer(httpserve.Instrument(f.srv, nil, nil, time.Minute))
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	defer ts.Close()
+	for _, rng := range []string{"", "bytes=150000-", "bytes=10-20,300-400"} {
+		req, _ := http.NewRequest("GET", ts.URL+"/"+set+"/All/big.pkg", nil)
+		if rng != "" {
+			req.Header.Set("Range", rng)
+		}
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.ProtoMajor != 2 || err != nil {
+			t.Fatalf("GET %q: %s over %s, %v", rng, resp.Status, resp.Proto, err)
+		}
+		switch rng {
+		case "":
+			if string(got) != data || resp.Header.Get("X-Pkgcdn-Set-Id") != m.ID.String() {
+				t.Errorf("whole file over HTTP/2: %d bytes, equal %v", len(got), string(got) == data)
+			}
+		case "bytes=150000-":
+			if resp.StatusCode != 206 || string(got) != data[150000:] {
+				t.Errorf("range over HTTP/2: %s, %d bytes", resp.Status, len(got))
+			}
+		default:
+			if resp.StatusCode != 206 || !strings.Contains(string(got), data[10:21]) || !strings.Contains(string(got), data[300:401]) {
+				t.Errorf("multi-range over HTTP/2: %s, %q", resp.Status, got)
+			}
+		}
+	}
+}
