@@ -56,8 +56,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := s.sets.Load()
 	t, err := route.ParseURL(r.URL, st.isSet)
 	if err != nil {
-		s.fail(w, r, false, errNotFound)
-		return
+		if len(s.cfg.Mirrors) > 0 && st.isSet(strings.Trim(r.URL.Path, "/")) && r.URL.RawPath == "" {
+			// pkg's mirror_type: http may ask the repository URL itself.
+			t, err = route.Target{Kind: route.Root}, nil
+		} else {
+			s.fail(w, r, false, errNotFound)
+			return
+		}
 	}
 	if t.Kind == route.Publish {
 		s.servePublish(w, r, t.Op)

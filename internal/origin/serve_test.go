@@ -143,6 +143,8 @@ func TestServeInternalURLs(t *testing.T) {
 		{"manifest sig", "/.pkgcdn/manifest/" + set + "/" + m.ID.String() + ".minisig", mSig, "public, max-age=31536000, immutable", `"` + digest.Sum(mSig).String() + `"`},
 		{"object", "/.pkgcdn/objects/sha256/" + hash, []byte("aaa"), "public, max-age=31536000, immutable", `"` + hash + `"`},
 		{"mirror list", "/", []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
+		{"mirror list at the repository URL", "/" + set + "/", []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
+		{"mirror list at the repository URL without slash", "/" + set, []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
