@@ -17,11 +17,11 @@
 //	                       every entry in LRU order, then appended add, del and
 //	                       touch records, and a "clean" record at Close
 //
-// New reads only the index when the previous run closed cleanly. After a
-// crash (no clean record at the end) it also lists the 256 fan-out
-// directories (names only, no per-file stat) and reconciles: entries whose
-// file vanished are dropped, complete files the journal missed are adopted,
-// a Meta without data is removed. A data file only ever appears under its
+// New reads only the index, whether the previous run closed cleanly or
+// not. After a crash (no clean record at the end) a background reconcile
+// then lists the 256 fan-out directories (names only, no per-file stat):
+// entries whose file vanished are dropped, complete files the journal
+// missed are adopted, a Meta without data is removed. A data file only ever appears under its
 // final name after its bytes were fsynced and verified, so nothing partial or
 // wrong is served after any crash.
 package cache
@@ -150,6 +150,10 @@ type Cache struct {
 	metas    map[Key]Meta // decoded sidecars of recently read entries, up to metaCacheLen
 	metaGen  uint64       // bumped by every Meta write or entry removal
 	unsynced [256]bool    // fan-out directories with unlinks not yet fsynced
+	// reconciled is false while the index may disagree with the directory
+	// (after a crash, until reconcile finished): no clean mark until then.
+	reconciled    bool
+	reconcileDone chan struct{} // closed when no reconcile runs
 
 	st counters
 }
@@ -166,7 +170,8 @@ type entry struct {
 }
 
 // New opens (or creates) the cache in cfg.Dir. It removes the temp files a
-// crash left, and after a crash reconciles the index with the directory.
+// crash left and reads the index; after a crash it also starts reconciling
+// the index with the directory in the background (see reconcile).
 func New(cfg Config) (*Cache, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("cache: no Dir")
@@ -211,13 +216,20 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("open cache %s: %w", cfg.Dir, err)
 	}
 	c.ctx, c.cancel = context.WithCancelCause(context.Background())
+	c.reconcileDone = make(chan struct{})
 	c.mu.Lock()
 	c.evictLocked()
+	c.reconciled = !dirty
+	used := c.used
 	c.mu.Unlock()
+	c.log.Info("cache opened", "path", cfg.Dir, "bytes", used, "dur", time.Since(start))
 	if dirty {
-		c.log.Info("cache index rebuilt after unclean shutdown", "path", cfg.Dir)
+		c.log.Info("cache reconciling after unclean shutdown", "path", cfg.Dir)
+		c.wg.Add(1)
+		go c.reconcile(c.ctx)
+	} else {
+		close(c.reconcileDone)
 	}
-	c.log.Info("cache opened", "path", cfg.Dir, "bytes", c.used, "dur", time.Since(start))
 	return c, nil
 }
 
@@ -295,7 +307,7 @@ func (c *Cache) Close() error {
 		}
 	}
 	if err == nil {
-		err = c.compactLocked(true)
+		err = c.compactLocked(c.reconciled)
 	}
 	err = errors.Join(err, c.jr.close(), c.unlock())
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -80,6 +81,7 @@ func checkAfterCrash(t *testing.T, dir string, objs [][]byte, n int) {
 		t.Fatalf("New after kill at step %d: %v", n, err)
 	}
 	defer c.Close()
+	<-c.reconcileDone
 	assertEmptyTmp(t, c)
 	for _, b := range objs {
 		key := keyOf(b)
@@ -121,9 +123,9 @@ func checkAfterCrash(t *testing.T, dir string, objs [][]byte, n int) {
 // crashChild is the child's life: it dies at its n-th disk step.
 func crashChild(dir, at string) {
 	n, _ := strconv.Atoi(at)
-	step := 0
+	var step atomic.Int64
 	hook := func(name string) error {
-		if step++; step == n {
+		if step.Add(1) == int64(n) {
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // the signal is on its way
 		}
@@ -140,6 +142,7 @@ func crashChild(dir, at string) {
 	if err != nil {
 		fail(err)
 	}
+	<-c.reconcileDone // its steps in a fixed place: the same n is the same instant
 	fillSync := func(c *Cache, b []byte) {
 		s, err := c.Fill(keyOf(b), specFor(b, staticUpstream(b)))
 		if err != nil {
@@ -163,8 +166,9 @@ func crashChild(dir, at string) {
 	if c, err = New(cfg); err != nil {
 		fail(err)
 	}
+	<-c.reconcileDone
 	fillSync(c, objs[4])
 	// Die without Close (the next New must reconcile), and say how far we got.
-	fmt.Printf("steps %d\n", step)
+	fmt.Printf("steps %d\n", step.Load())
 	os.Exit(0)
 }

@@ -140,17 +140,27 @@ func (c *Cache) compactLocked(clean bool) (err error) {
 // it with the directory. It reports whether a reconcile was needed.
 func (c *Cache) open() (dirty bool, err error) {
 	removeIndexTemps(c.cfg.Dir)
-	clean, err := c.replay()
+	clean, valid, err := c.replay()
 	if err != nil {
 		return false, err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !clean {
-		if err := c.reconcileLocked(); err != nil {
+		// Appends continue after the last whole record (a torn one is cut
+		// off); the reconcile that New starts rewrites the index when done.
+		if valid < 0 {
+			return true, c.compactLocked(false)
+		}
+		if err := os.Truncate(c.indexPath(), valid); err != nil {
 			return true, err
 		}
-		return true, c.compactLocked(false)
+		f, err := os.OpenFile(c.indexPath(), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return true, err
+		}
+		c.jr = &journal{f: f, records: valid / recSize}
+		return true, nil
 	}
 	f, err := os.OpenFile(c.indexPath(), os.O_WRONLY|os.O_APPEND, 0)
 	if err != nil {
@@ -204,16 +214,17 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 // replay rebuilds the entries from the index and reports whether it ended
-// with a clean record. A missing index is an empty, unclean cache (it may
-// still hold files, e.g. if the index was deleted).
-func (c *Cache) replay() (clean bool, err error) {
+// with a clean record, and the length of its whole valid records (-1: the
+// index must be rewritten). A missing index is an empty, unclean cache (it
+// may still hold files, e.g. if the index was deleted).
+func (c *Cache) replay() (clean bool, valid int64, err error) {
 	f, err := os.Open(c.indexPath())
 	if errors.Is(err, os.ErrNotExist) {
 		c.idx = make(map[Key]int32)
-		return false, nil
+		return false, -1, nil
 	}
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	defer f.Close()
 	hint := 0
@@ -225,14 +236,16 @@ func (c *Cache) replay() (clean bool, err error) {
 	r := bufio.NewReaderSize(f, 1<<20)
 	var b [recSize]byte
 	last := byte(0)
+	valid = 0 // bytes of whole, valid records
 	snap := 0 // snapshot records so far; -1 once past the snapshot
+	dupes := func() bool { return snap >= 0 && len(c.idx) != snap }
 loop:
 	for first := true; ; first = false {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
-				break loop // a torn last record is a crash; last is not opClean
+				break // a torn last record is a crash; last is not opClean
 			}
-			return false, fmt.Errorf("read index: %w", err)
+			return false, 0, fmt.Errorf("read index: %w", err)
 		}
 		if binary.BigEndian.Uint32(b[0:4]) != crc32.Checksum(b[4:], crcTable) {
 			last = 0
@@ -247,9 +260,9 @@ loop:
 		copy(key[:], b[8:40])
 		size := int64(binary.BigEndian.Uint64(b[40:48]))
 		if op != opSnap && op != opHeader && snap >= 0 {
-			if len(c.idx) != snap { // duplicate keys: not written by us
+			if dupes() { // not written by us
 				c.resetLocked()
-				return false, nil
+				return false, -1, nil
 			}
 			snap = -1
 		}
@@ -270,7 +283,7 @@ loop:
 		case opHeader:
 			if string(b[8:8+len(magic)]) != magic {
 				c.resetLocked() // not ours: rebuild from the directory
-				return false, nil
+				return false, -1, nil
 			}
 		case opAdd:
 			c.insertLocked(key, size)
@@ -285,6 +298,14 @@ loop:
 			}
 		}
 		last = op
+		valid += recSize
 	}
-	return last == opClean, nil
+	if dupes() {
+		c.resetLocked()
+		return false, -1, nil
+	}
+	if valid == 0 { // not even a header
+		return false, -1, nil
+	}
+	return last == opClean, valid, nil
 }

@@ -1,60 +1,120 @@
 package cache
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
-// reconcileLocked makes the replayed index agree with the directory after a
-// crash. It lists each fan-out directory (names only: readdir, no stat) and
+// reconcile makes the replayed index agree with the directory after a crash,
+// in the background while the cache serves: New does not wait for it. It
+// lists each fan-out directory (names only: readdir, no stat), and under
+// c.mu, checking each finding again with one Lstat (a fill may have
+// committed since the listing):
 //   - drops entries whose data file is gone (a delete the journal missed),
 //   - adopts data files the journal missed (a commit whose add record was
 //     lost): they are complete by construction, so one stat gives the size,
 //   - removes a Meta without its data (a commit that died between renames).
-func (c *Cache) reconcileLocked() error {
-	present := make(map[Key]bool, len(c.idx)) // data file key -> has a .meta
-	var orphans []Key                         // a .meta without data
-	for b := 0; b < 256; b++ {
-		dir := filepath.Join(c.objDir, fanout(byte(b)))
-		names, err := readDirNames(dir)
+//
+// Until it is done, Get already copes with what it repairs: an entry whose
+// file vanished is dropped on its first Get, and an unadopted file is only
+// fetched again. Keys with a fill in flight are left to the fill. The index
+// gets its clean mark again only after a reconcile completed, so a crash or
+// Close midway means another reconcile at the next New.
+func (c *Cache) reconcile(ctx context.Context) {
+	defer c.wg.Done()
+	defer close(c.reconcileDone)
+	start := time.Now()
+	err := c.reconcileDirs(ctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.reconciled = true
+		err = c.compactLocked(false)
+	}
+	if err != nil && ctx.Err() == nil {
+		c.log.Warn("cache reconcile", "path", c.cfg.Dir, "err", err)
+		return
+	}
+	c.log.Info("cache reconciled", "path", c.cfg.Dir, "bytes", c.used, "dur", time.Since(start))
+}
+
+func (c *Cache) reconcileDirs(ctx context.Context) error {
+	// The index's keys by fan-out directory, as replayed. Entries added
+	// later come from commits, which have their files.
+	var byDir [256][]Key
+	c.mu.Lock()
+	for k := range c.idx {
+		byDir[k[0]] = append(byDir[k[0]], k)
+	}
+	c.mu.Unlock()
+	for b := range 256 {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		names, err := readDirNames(filepath.Join(c.objDir, fanout(byte(b))))
 		if err != nil {
 			return err
 		}
-		metas := make(map[Key]bool)
+		data := make(map[Key]bool, len(names)) // key -> has a .meta
+		var metas []Key
 		for _, n := range names {
 			k, isMeta, ok := parseName(n)
-			if !ok {
-				continue // not ours; leave it
-			}
-			if isMeta {
-				metas[k] = true
-			} else {
-				present[k] = false
+			switch {
+			case !ok: // not ours; leave it
+			case isMeta:
+				metas = append(metas, k)
+			default:
+				data[k] = data[k] // present, Meta unknown yet
 			}
 		}
-		for k := range metas {
-			if _, ok := present[k]; ok {
-				present[k] = true
+		var orphans []Key // a Meta without data
+		for _, k := range metas {
+			if _, ok := data[k]; ok {
+				data[k] = true
 			} else {
 				orphans = append(orphans, k)
 			}
 		}
-	}
-	for k, i := range c.idx {
-		if _, ok := present[k]; !ok {
-			c.dropLocked(i)
-		}
-	}
-	for _, k := range orphans {
-		if err := removeIfExists(c.metaPath(k)); err != nil {
+		if err := c.reconcileDir(byDir[b], data, orphans); err != nil {
 			return err
 		}
+		byDir[b] = nil
 	}
-	for k, hasMeta := range present {
-		if _, ok := c.idx[k]; ok {
+	return nil
+}
+
+// reconcileDir applies one directory's findings.
+func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exists := func(p string) (bool, error) {
+		_, err := os.Lstat(p)
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+		return err == nil, err
+	}
+	for _, k := range indexed {
+		i, ok := c.idx[k]
+		if _, listed := data[k]; listed || !ok || c.ents[i].pins > 0 {
+			continue
+		}
+		if ok, err := exists(c.dataPath(k)); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		c.dropLocked(i)
+		c.journalLocked(opDel, k, 0)
+	}
+	for k, hasMeta := range data {
+		if _, ok := c.idx[k]; ok || c.fills[k] != nil {
 			continue
 		}
 		if !hasMeta { // cannot happen with our commit order; never serve it
@@ -64,6 +124,9 @@ func (c *Cache) reconcileLocked() error {
 			continue
 		}
 		fi, err := os.Stat(c.dataPath(k))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -79,7 +142,23 @@ func (c *Cache) reconcileLocked() error {
 			return err
 		}
 		c.insertLocked(k, fi.Size())
+		c.journalLocked(opAdd, k, fi.Size())
 	}
+	for _, k := range orphans {
+		if _, ok := c.idx[k]; ok || c.fills[k] != nil {
+			continue
+		}
+		if ok, err := exists(c.dataPath(k)); err != nil || ok {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		if err := removeIfExists(c.metaPath(k)); err != nil {
+			return err
+		}
+	}
+	c.evictLocked()
 	return nil
 }
 
