@@ -98,9 +98,10 @@ type Config struct {
 	// an absolute URL, or a path ("/.pkgcdn/sets") resolved against the
 	// upstreams. If empty, freshness follows RFC 9111.
 	SetIDURL string
-	// NegativeTTL (plain mode) is how long an upstream 404 is remembered;
-	// with SetIDURL it holds until the set changes, at most 30 times this.
-	// If zero, 10s; if negative, 404s are not remembered.
+	// NegativeTTL is how long an upstream 404 is remembered (plain mode,
+	// and bare object URLs in manifest-aware mode); with SetIDURL it holds
+	// until the set changes, at most 30 times this. If zero, 10s; if
+	// negative, 404s are not remembered.
 	NegativeTTL time.Duration
 	// NotifyInterval rate-limits re-reads caused by push notices: at most
 	// one per interval. If zero, 1s.

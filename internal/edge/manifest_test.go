@@ -663,5 +663,11 @@ func TestChainedEdges(t *testing.T) {
 	if string(b) != extra {
 		t.Errorf("object by hash = %q", b)
 	}
-	mustGet(t, e2.srv.URL, "/.pkgcdn/objects/sha256/"+digest.Sum([]byte("nowhere")).String(), http.StatusNotFound)
+	nowhere := "/.pkgcdn/objects/sha256/" + digest.Sum([]byte("nowhere")).String()
+	for range 3 {
+		mustGet(t, e2.srv.URL, nowhere, http.StatusNotFound)
+	}
+	if n := m.count(nowhere); n != 1 {
+		t.Errorf("an absent object was asked upstream %d times, want 1 (remembered 404)", n)
+	}
 }

@@ -520,7 +520,7 @@ func (e *Edge) negative(p string, gen uint64) bool {
 	if !ok {
 		return false
 	}
-	if (e.cfg.SetIDURL != "" && n.gen != gen) || !e.now().Before(n.expires) {
+	if (e.cfg.SetIDURL != "" && !e.manifestMode() && n.gen != gen) || !e.now().Before(n.expires) {
 		delete(e.neg, p)
 		return false
 	}
@@ -532,7 +532,7 @@ func (e *Edge) setNegative(p string, gen uint64) {
 		return
 	}
 	ttl := e.cfg.NegativeTTL
-	if e.cfg.SetIDURL != "" {
+	if e.cfg.SetIDURL != "" && !e.manifestMode() {
 		ttl *= 30
 	}
 	e.negMu.Lock()

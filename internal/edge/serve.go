@@ -122,6 +122,12 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		http.ServeContent(w, r, "", o.modified, &streamSeeker{size: o.size})
 		return nil
 	}
+	if !o.inSet && e.negative(r.URL.Path, 0) {
+		// A bare object URL the upstream recently did not have: asking
+		// again for every such request would let anyone hammer it.
+		h.Set("Cache-Status", csNegative)
+		return fmt.Errorf("%w: object %s (cached 404)", route.ErrNotFound, o.hash)
+	}
 	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: o.hash, Size: o.size, Fetch: e.fetchObject(o)})
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", o.hash, err)
@@ -129,10 +135,13 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	defer s.Close()
 	m, err := s.Meta()
 	if err != nil {
+		var se *StatusError
 		if !o.inSet {
+			if errors.As(err, &se) && !errors.Is(err, ErrUpstreamDown) && se.Status == http.StatusNotFound {
+				e.setNegative(r.URL.Path, 0)
+			}
 			return err // a 404 for a bare object URL is the truth
 		}
-		var se *StatusError
 		if errors.As(err, &se) {
 			// The upstream lacks an object its own manifest names: its
 			// fault, never a 404 that would stop the client's failover.
