@@ -320,6 +320,11 @@ func TestGraceServesDroppedPath(t *testing.T) {
 		if want == http.StatusOK && string(b) != "old" {
 			t.Errorf("grace served %q, want old", b)
 		}
+		if want == http.StatusOK && (resp.Header.Get("X-Pkgcdn-Grace") != e.liveID(testSet).String() ||
+			resp.Header.Get("X-Pkgcdn-Set-Id") == e.liveID(testSet).String()) {
+			t.Errorf("grace headers: Set-Id %q, Grace %q, live %s", resp.Header.Get("X-Pkgcdn-Set-Id"),
+				resp.Header.Get("X-Pkgcdn-Grace"), e.liveID(testSet))
+		}
 	}
 }
 
