@@ -36,6 +36,7 @@
 //	SETS, SETS.minisig              the last verified upstream SETS
 //	manifests/<set>/<id>[.minisig]  verified manifests: live and up to two older
 //	plain-generation                plain mode: set-ID generation and body hash
+//	plain-versions                  plain mode: cache key version of replaced paths
 //
 // Everything is written through internal/atomicfile and verified again when
 // read back, so a restart serves at once, without its upstream.

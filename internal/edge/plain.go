@@ -37,6 +37,9 @@ const maxSetIDBytes = 1 << 20
 
 func (e *Edge) loadPlainState() error {
 	e.gen.Store(1)
+	if err := e.loadVersions(); err != nil {
+		return err
+	}
 	b, err := os.ReadFile(filepath.Join(e.cfg.StateDir, plainStateFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -152,7 +155,45 @@ func (e *Edge) nextVersion(p string, seen uint64) uint64 {
 		e.vers = map[string]uint64{}
 	}
 	e.vers[p] = v
+	if err := e.saveVersionsLocked(); err != nil {
+		// Only costs a revalidation and a probe after a restart.
+		e.log.Warn("persist plain-mode key versions", "err", err)
+	}
 	return v
+}
+
+const plainVersionsFile = "plain-versions"
+
+// saveVersionsLocked persists the key versions ("<version> <path>" lines),
+// so that a restart finds the newest entry of a replaced path at once.
+func (e *Edge) saveVersionsLocked() error {
+	var b strings.Builder
+	for p, v := range e.vers {
+		fmt.Fprintf(&b, "%d %s\n", v, p)
+	}
+	return atomicfile.WriteFile(filepath.Join(e.cfg.StateDir, plainVersionsFile), []byte(b.String()), 0o644)
+}
+
+// loadVersions reads what saveVersionsLocked wrote; a bad line is skipped
+// (its path starts again at version 0, which only costs a revalidation).
+func (e *Edge) loadVersions() error {
+	b, err := os.ReadFile(filepath.Join(e.cfg.StateDir, plainVersionsFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("load plain-mode key versions: %w", err)
+	}
+	e.vers = map[string]uint64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		vs, p, ok := strings.Cut(line, " ")
+		v, err := strconv.ParseUint(vs, 10, 64)
+		if !ok || err != nil || !strings.HasPrefix(p, "/") {
+			continue
+		}
+		e.vers[p] = v
+	}
+	return nil
 }
 
 // cleanPlainPath validates a request path for plain mode: collapsed leading

@@ -369,3 +369,36 @@ func TestPlainNegativeCache(t *testing.T) {
 		t.Errorf("after the set change: %q", b)
 	}
 }
+
+func TestPlainVersionsSurviveRestart(t *testing.T) {
+	t.Parallel()
+	u, srv := newPlainUpstream(t)
+	u.set("/SETID", plainFile{body: "1"})
+	u.set("/cat", plainFile{body: "one"})
+	dir := t.TempDir()
+	mod := func(c *Config, _ *cache.Config) { c.SetIDURL = "/SETID" }
+	e := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
+	if err := e.pollSetID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, e.srv.URL, "/cat", http.StatusOK)
+	waitCached(t, e.cache, plainKey("/cat", 0))
+	u.set("/cat", plainFile{body: "two"})
+	u.set("/SETID", plainFile{body: "2"})
+	if err := e.pollSetID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, e.srv.URL, "/cat", http.StatusOK) // replaced: version 1
+	waitCached(t, e.cache, plainKey("/cat", 1))
+	e.srv.Close()
+	e.cache.Close()
+	e2 := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
+	before, _ := u.counts("/cat")
+	resp, b := mustGet(t, e2.srv.URL, "/cat", http.StatusOK)
+	if cs := resp.Header.Get("Cache-Status"); cs != csHit || string(b) != "two" {
+		t.Errorf("after restart: %q %q, want a hit of two", cs, b)
+	}
+	if after, _ := u.counts("/cat"); after != before {
+		t.Errorf("after restart: %d upstream requests, want 0", after-before)
+	}
+}
