@@ -150,8 +150,9 @@ type Edge struct {
 	negMu sync.Mutex          // guards neg
 	neg   map[string]negEntry // plain mode: remembered 404s
 
-	versMu sync.Mutex        // guards vers
-	vers   map[string]uint64 // plain mode: key version of replaced paths (see plainKey)
+	versMu    sync.Mutex        // guards vers, versDirty
+	vers      map[string]uint64 // plain mode: key version of replaced paths (see plainKey)
+	versDirty bool              // vers changed since saved
 
 	degradedMu   sync.Mutex      // guards degradedKeys
 	degradedKeys map[string]bool // Health keys set by the last update
@@ -278,6 +279,9 @@ func (e *Edge) Run(ctx context.Context) error {
 	wg.Go(func() { e.track(ctx) })
 	if e.manifestMode() && !e.cfg.NoLongPoll {
 		wg.Go(func() { e.longPoll(ctx) })
+	}
+	if !e.manifestMode() {
+		wg.Go(func() { e.saveVersionsLoop(ctx) })
 	}
 	wg.Wait()
 	e.bg.Wait()

@@ -155,23 +155,50 @@ func (e *Edge) nextVersion(p string, seen uint64) uint64 {
 		e.vers = map[string]uint64{}
 	}
 	e.vers[p] = v
-	if err := e.saveVersionsLocked(); err != nil {
-		// Only costs a revalidation and a probe after a restart.
-		e.log.Warn("persist plain-mode key versions", "err", err)
-	}
+	e.versDirty = true // saved by saveVersionsLoop: a set change may replace thousands
 	return v
+}
+
+// saveVersionsLoop persists the key versions every few seconds while they
+// change, and once more when ctx ends. What a crash loses only costs a
+// revalidation and a probe after the restart.
+func (e *Edge) saveVersionsLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.saveVersions()
+			return
+		case <-t.C:
+			e.saveVersions()
+		}
+	}
 }
 
 const plainVersionsFile = "plain-versions"
 
-// saveVersionsLocked persists the key versions ("<version> <path>" lines),
-// so that a restart finds the newest entry of a replaced path at once.
-func (e *Edge) saveVersionsLocked() error {
+// saveVersions persists the key versions ("<version> <path>" lines), if
+// they changed, so that a restart finds the newest entry of a replaced path
+// at once.
+func (e *Edge) saveVersions() {
+	e.versMu.Lock()
+	if !e.versDirty {
+		e.versMu.Unlock()
+		return
+	}
 	var b strings.Builder
 	for p, v := range e.vers {
 		fmt.Fprintf(&b, "%d %s\n", v, p)
 	}
-	return atomicfile.WriteFile(filepath.Join(e.cfg.StateDir, plainVersionsFile), []byte(b.String()), 0o644)
+	e.versDirty = false
+	e.versMu.Unlock()
+	if err := atomicfile.WriteFile(filepath.Join(e.cfg.StateDir, plainVersionsFile), []byte(b.String()), 0o644); err != nil {
+		e.log.Warn("persist plain-mode key versions", "err", err)
+		e.versMu.Lock()
+		e.versDirty = true
+		e.versMu.Unlock()
+	}
 }
 
 // loadVersions reads what saveVersionsLocked wrote; a bad line is skipped

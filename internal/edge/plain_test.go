@@ -390,6 +390,7 @@ func TestPlainVersionsSurviveRestart(t *testing.T) {
 	}
 	mustGet(t, e.srv.URL, "/cat", http.StatusOK) // replaced: version 1
 	waitCached(t, e.cache, plainKey("/cat", 1))
+	e.saveVersions() // what Run does every few seconds and when it stops
 	e.srv.Close()
 	e.cache.Close()
 	e2 := openTestEdge(t, dir, nil, []string{srv.URL}, mod)
