@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -362,5 +363,45 @@ func TestCachedThroughProductionServer(t *testing.T) {
 	_, b := mustGet(t, prod.URL, p, http.StatusPartialContent, "Range", "bytes=1000-")
 	if string(b) != body[1000:] {
 		t.Fatal("range through httpserve: wrong bytes")
+	}
+}
+
+func TestClientHangUpDoesNotAbortFill(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(1<<20, 19)
+	m.publish(testSet, map[string]string{"All/a.pkg": body})
+	g := newGate()
+	m.setObjectHandler(g.serve)
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	p := e.srv.URL + "/" + testSet + "/All/a.pkg"
+
+	ctx, hangUp := context.WithCancel(t.Context())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan []byte, 1)
+	go func() {
+		_, b, err := get(t, e.srv.URL, "/"+testSet+"/All/a.pkg")
+		if err != nil {
+			t.Error(err)
+		}
+		done <- b
+	}()
+	hangUp() // the first client leaves mid-transfer
+	resp.Body.Close()
+	close(g.release)
+	if b := <-done; string(b) != body {
+		t.Errorf("the remaining client got %d bytes, want the whole file", len(b))
+	}
+	if n := m.objectFetches(); n != 1 {
+		t.Errorf("%d upstream fetches, want 1", n)
 	}
 }
