@@ -56,6 +56,7 @@ func (e *env) path(name string) string { return filepath.Join(e.dir, name) }
 // server is a pkgserve process (master or edge) that can be killed and
 // restarted on the same addresses.
 type server struct {
+	owner testing.TB // the test that started it: the process lives as long as it
 	args  []string
 	p     *proc
 	url   string // public listener
@@ -66,17 +67,18 @@ type server struct {
 func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
 	addr, admin := freeAddr(t), freeAddr(t)
-	s := &server{args: append(args, "--listen", addr, "--admin-listen", admin),
+	s := &server{owner: t, args: append(args, "--listen", addr, "--admin-listen", admin),
 		url: "http://" + addr, admin: "http://" + admin}
 	s.restart(t)
 	return s
 }
 
 // restart starts the process again with the same flags (after a kill) and
-// waits until it answers.
+// waits until it answers. The process belongs to the test that started the
+// server, not to a subtest that restarts it.
 func (s *server) restart(t testing.TB) {
 	t.Helper()
-	s.p = start(t, bin("pkgserve"), s.args...)
+	s.p = start(s.owner, bin("pkgserve"), s.args...)
 	waitHTTP(t, s.p, s.admin+"/healthz")
 	waitHTTP(t, s.p, s.url+"/.pkgcdn/sets")
 }

@@ -36,12 +36,13 @@ const (
 	fault503              // 503 Service Unavailable
 	fault404              // 404 for an object the manifest lists
 	faultRefuse           // the connection is closed before any answer
+	faultGate             // right answer, but the second half waits for release()
 )
 
 func (f fault) String() string {
 	return [...]string{"none", "close mid-file", "stall before headers", "stall mid-file", "wrong bytes (end)",
 		"wrong bytes (start)", "longer than the object", "fewer bytes than Content-Length", "short Content-Length",
-		"500", "503", "404", "connection refused"}[f]
+		"500", "503", "404", "connection refused", "gated"}[f]
 }
 
 // faulty is an HTTP upstream written for the tests: it passes everything to
@@ -58,6 +59,9 @@ type faulty struct {
 	times  map[string]int   // sha256 → answers left with the fault; 0: forever
 	hits   atomic.Int64     // object requests seen
 	stop   chan struct{}    // closed at the end: releases stalls
+	gate   chan struct{}    // closed by release: gated objects complete
+	gated  chan struct{}    // closed when the first half of a gated object was sent
+	once   sync.Once        // guards closing gated
 	srv    *http.Server
 }
 
@@ -67,7 +71,8 @@ func newFaulty(t testing.TB, master, root string) *faulty {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &faulty{root: root, faults: map[string]fault{}, times: map[string]int{}, stop: make(chan struct{})}
+	f := &faulty{root: root, faults: map[string]fault{}, times: map[string]int{}, stop: make(chan struct{}),
+		gate: make(chan struct{}), gated: make(chan struct{})}
 	f.proxy = httputil.NewSingleHostReverseProxy(u)
 	f.proxy.FlushInterval = -1
 	f.proxy.ErrorLog = log.New(io.Discard, "", 0) // an edge hanging up a long-poll is not news
@@ -168,6 +173,19 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = body[:n-100]
 	case faultCloseMid, faultStallMid:
 		body = body[:n/2]
+	case faultGate:
+		fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", n)
+		_, _ = buf.Write(body[:n/2])
+		_ = buf.Flush()
+		f.once.Do(func() { close(f.gated) })
+		select {
+		case <-f.gate:
+		case <-f.stop:
+			return
+		}
+		_, _ = buf.Write(body[n/2:])
+		_ = buf.Flush()
+		return
 	}
 	fmt.Fprintf(buf, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\nETag: \"%s\"\r\nConnection: close\r\n\r\n", n, hash)
 	_, _ = buf.Write(body)
@@ -182,6 +200,9 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// release lets gated objects complete.
+func (f *faulty) release() { close(f.gate) }
 
 func hijack(w http.ResponseWriter) (net.Conn, *bufio.ReadWriter) {
 	conn, buf, err := http.NewResponseController(w).Hijack()
