@@ -405,3 +405,32 @@ func TestClientHangUpDoesNotAbortFill(t *testing.T) {
 		t.Errorf("%d upstream fetches, want 1", n)
 	}
 }
+
+func TestSlowClientDoesNotSlowOthers(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(16<<20, 23) // well past the socket buffers of a client that does not read
+	m.publish(testSet, map[string]string{"All/big.pkg": body})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	slow, err := http.Get(e.srv.URL + "/" + testSet + "/All/big.pkg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Body.Close()
+	// The slow client reads nothing while another client gets the whole
+	// file and the fill completes.
+	_, b := mustGet(t, e.srv.URL, "/"+testSet+"/All/big.pkg", http.StatusOK)
+	if string(b) != body {
+		t.Fatal("fast client: wrong bytes")
+	}
+	waitCached(t, e.cache, cache.Key(digest.Sum([]byte(body))))
+	rest, err := io.ReadAll(slow.Body)
+	if err != nil || string(rest) != body {
+		t.Errorf("slow client: %d bytes, err %v", len(rest), err)
+	}
+	if n := m.objectFetches(); n != 1 {
+		t.Errorf("%d upstream fetches, want 1", n)
+	}
+}
