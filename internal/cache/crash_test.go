@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -61,14 +62,43 @@ func TestKillAtAnyStep(t *testing.T) {
 	if steps < 25 {
 		t.Fatalf("child took %d disk steps, want the whole life of several entries", steps)
 	}
+	// The children mostly wait for fsync: run several at once.
+	type result struct {
+		killed bool
+		dir    string
+		err    error
+	}
+	results := make([]result, steps+1)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for n := 1; n <= steps; n++ {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			r := &results[n]
+			r.dir = filepath.Join(t.TempDir())
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestKillAtAnyStep$", "-test.count=1")
+			cmd.Env = append(os.Environ(), crashDirEnv+"="+r.dir, crashAtEnv+"="+strconv.Itoa(n))
+			out, err := cmd.Output()
+			var ee *exec.ExitError
+			r.killed = errors.As(err, &ee) && ee.Sys().(syscall.WaitStatus).Signal() == syscall.SIGKILL
+			if err != nil && !r.killed {
+				r.err = fmt.Errorf("%v\n%s", err, out)
+			}
+		})
+	}
+	wg.Wait()
 	objs := crashObjects()
 	for n := 1; n <= steps; n++ {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			t.Parallel()
-			if _, killed, dir := run(t, n); !killed {
+			switch r := results[n]; {
+			case r.err != nil:
+				t.Fatalf("child (kill at %d): %v", n, r.err)
+			case !r.killed:
 				t.Errorf("child not killed at step %d", n)
-			} else {
-				checkAfterCrash(t, dir, objs, n)
+			default:
+				checkAfterCrash(t, r.dir, objs, n)
 			}
 		})
 	}
