@@ -133,3 +133,68 @@ func TestEdgeFaultyUpstreamNeverServesBadBytes(t *testing.T) {
 		t.Errorf("pkgcdn_edge_cache_verify_failures_total = %v after two objects with wrong bytes, want ≥ 2", n)
 	}
 }
+
+// TestEdgeFailsOverBetweenUpstreams gives an edge two --upstream URLs of
+// which the first is unreachable (nothing listens), answers every object
+// with 503, or closes every object connection before answering. What must
+// hold: the edge follows the set and serves every file byte-correct from
+// the second upstream; a client never notices.
+func TestEdgeFailsOverBetweenUpstreams(t *testing.T) {
+	t.Parallel()
+	p := publishSet(t, 10, 30, 3*sampleset.MiB)
+	for _, tc := range []struct {
+		name  string
+		first func(t *testing.T) string
+	}{
+		{"unreachable", func(t *testing.T) string { return "http://" + freeAddr(t) }},
+		{"503", func(t *testing.T) string {
+			f := newFaulty(t, p.master.url, p.root)
+			f.set("*", fault503, 0)
+			return f.url
+		}},
+		{"connection closed", func(t *testing.T) string {
+			f := newFaulty(t, p.master.url, p.root)
+			f.set("*", faultRefuse, 0)
+			return f.url
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			edge := p.e.startEdge(t, t.TempDir(), []string{tc.first(t), p.master.url}, "--prefetch", "-1")
+			p.e.waitSet(t, edge.url, p.m.ID)
+			fetchAll(t, edge.url, p.m)
+		})
+	}
+}
+
+// TestEdgeUpstreamDown kills the edge's only upstream (the master, SIGKILL)
+// after the edge cached half of the set. What must hold: cached files are
+// still served byte-correct; the others get 502/503/504 — never 404, which
+// pkg would not retry elsewhere; once the master is back (restarted on the
+// same root, nothing lost) the edge serves them byte-correct.
+func TestEdgeUpstreamDown(t *testing.T) {
+	t.Parallel()
+	p := publishSet(t, 11, 30, 3*sampleset.MiB)
+	edge := p.e.startEdge(t, p.e.path("cache"), []string{p.master.url}, "--prefetch", "-1", "--first-byte-timeout", "2s")
+	p.e.waitSet(t, edge.url, p.m.ID)
+	ents := p.bySize()
+	cached, uncached := ents[:len(ents)/2], ents[len(ents)/2:]
+	for _, ent := range cached {
+		checkNotBad(t, "filling", get(t, fileURL(edge.url, testSet, ent.Path)), ent)
+	}
+	p.master.p.kill()
+	for _, ent := range cached {
+		if r := get(t, fileURL(edge.url, testSet, ent.Path)); !checkNotBad(t, "cached, upstream down", r, ent) {
+			t.Errorf("cached %s with the upstream down: status %d", ent.Path, r.status)
+		}
+	}
+	for _, ent := range uncached {
+		r := do(http.MethodGet, fileURL(edge.url, testSet, ent.Path), nil)
+		if r.err != nil || !gatewayStatus(r.status) {
+			t.Errorf("uncached %s with the upstream down: status %d, err %v; want 502/503/504", ent.Path, r.status, r.err)
+		}
+	}
+	p.master.restart(t)
+	fetchAll(t, edge.url, p.m)
+	p.e.verifyRoot(t, p.root)
+}
