@@ -346,7 +346,7 @@ func (e *Edge) update(ctx context.Context) {
 	for name, st := range e.snap.Load().sets {
 		if st.live.Expired(now) {
 			reasons["edge-expired:"+name] = fmt.Sprintf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339))
-			e.log.Warn("live manifest expired; still serving", "set", name, "set_id", st.live.ID.String())
+			e.log.Warn("live manifest expired, still serving", "set", name, "set_id", st.live.ID.String())
 		}
 	}
 	e.setHealth(reasons)

@@ -108,7 +108,10 @@ func (e *Edge) pollSetID(ctx context.Context) error {
 	}
 	e.setID.sum = sum
 	e.gen.Store(gen)
-	e.log.Info("set switched", "set_id", strings.TrimSpace(string(bytes.SplitN(body, []byte("\n"), 2)[0])), "generation", gen)
+	// The set-ID file's first line, for the operator: plain mode has no
+	// verified ID, only a changed file.
+	first := strings.TrimSpace(string(bytes.SplitN(body, []byte("\n"), 2)[0]))
+	e.log.Info("set switched", "set_id", first[:min(len(first), 80)], "upstream", resp.Request.URL.String())
 	return nil
 }
 

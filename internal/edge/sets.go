@@ -127,14 +127,14 @@ func (e *Edge) loadState() error {
 			}
 			mdata, msig, m, err := e.loadManifest(ent.Set, id, now)
 			if err != nil {
-				e.log.Warn("stored manifest does not verify", "set", ent.Set, "set_id", id, "err", err)
+				e.log.Warn("stored manifest does not verify", "set", ent.Set, "set_id", id.String(), "err", err)
 				continue
 			}
 			if st == nil {
 				if id != ent.ID || digest.Sum(mdata) != ent.Manifest {
 					// SETS names a manifest we never stored: keep the newest we
 					// have as live, refresh will catch up.
-					e.log.Warn("stored manifest is not the one SETS names", "set", ent.Set, "set_id", id)
+					e.log.Warn("stored manifest is not the one SETS names", "set", ent.Set, "set_id", id.String())
 				}
 				st = &setState{live: m, liveBytes: mdata, liveSig: msig}
 				continue
@@ -265,7 +265,7 @@ func (e *Edge) refresh(ctx context.Context) error {
 	close(cur.changed)
 	for _, name := range switched {
 		st := next.sets[name]
-		e.log.Info("set switched", "set", name, "set_id", st.live.ID.String(), "files", len(st.live.Entries))
+		e.log.Info("set switched", "set", name, "set_id", st.live.ID.String())
 		e.prefetch(ctx, st.live)
 	}
 	return nil
