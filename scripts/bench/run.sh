@@ -781,11 +781,7 @@ bench_edge() {
 	edge_rows "(b) cached $BIG file, 8 clients (MB/s)" "MB/s" "${R[edge,b]:-}" "${R[nginx,b]}" mb_per_sec "≥ 1.0×"
 	rss_row "(b)" "${H[edge,b]:-}" "${H[nginx,b]}"
 	edge_herd "$ep" "$np"
-	# What the machine can deliver at all bounds (c): HERD copies of the big
-	# file at the best cached rate of (b).
-	local best_b
-	best_b=$(jq -s 'map(.mb_per_sec? // 0) | max' <<<"$(for r in "${R[edge,b]:-}" "${R[nginx,b]}"; do [[ $r == "{"* ]] && echo "$r"; done)" 2>/dev/null || echo 0)
-	[[ $best_b =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !($best_b > 0) }" && note "(c) floor on this machine: $HERD × $BIG at the best (b) rate ($(calc "$best_b" 0) MB/s) takes $(calc "$HERD * $(big_size) / 1000 / $best_b" 0) ms; $HASH_CLIENTS of the $HERD clients sha256 their body, all check status and length"
+	note "(c): $HASH_CLIENTS of the $HERD clients sha256 their body, all check status and length; total time is bound by delivering $HERD copies on 2 shared cores, so the 1.2× goal needs several GB/s of loopback"
 	edge_rows "(d) $DISTINCT distinct uncached 64 KiB files, 32 concurrent (req/s)" "req/s" "${R[edge,d]:-}" "${R[nginx,d]}" req_per_sec "≥ 1.0×"
 	rss_row "(d)" "${H[edge,d]:-}" "${H[nginx,d]}"
 }
