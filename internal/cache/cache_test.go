@@ -902,3 +902,32 @@ func TestReconcileWhileFilling(t *testing.T) {
 		t.Errorf("Entries = %d, want %d", st.Entries, len(objs))
 	}
 }
+
+// TestPassThroughRangeFarAhead reads a pass-through fill from an offset far
+// beyond its memory window while another reader starts at 0.
+func TestPassThroughRangeFarAhead(t *testing.T) {
+	c := newCache(t, Config{PassThroughBytes: 1})
+	b := randBytes(3<<20, 32)
+	u := staticUpstream(b)
+	spec := specFor(b, u)
+	spec.NoStore = true
+	key := keyOf(b)
+	var wg sync.WaitGroup
+	for _, off := range []int64{0, 2 << 20, 3<<20 - 10} {
+		s, err := c.Fill(key, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer s.Close()
+			got, err := io.ReadAll(s.Reader(off))
+			if err != nil || !bytes.Equal(got, b[off:]) {
+				t.Errorf("read from %d: %d bytes, %v", off, len(got), err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := u.fetches.Load(); n != 1 {
+		t.Errorf("fetches = %d, want 1", n)
+	}
+}

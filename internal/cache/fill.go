@@ -578,6 +578,13 @@ func (s *Stream) readAt(p []byte, off int64, partial bool) (int, error) {
 		}
 		if f.ring != nil { // pass-through: bytes from fileN on live in the ring
 			copied = max(copied, off, f.fileN)
+			if s.pos != copied {
+				// This reader needs nothing below copied: a Range from
+				// far ahead must not hold the window at its old position,
+				// or writer and reader would wait for each other.
+				s.pos = copied
+				f.wakeWriterLocked()
+			}
 			// A strict ReadAt copies what arrived as it arrives: the
 			// writer may only reuse ring bytes that every reader has taken.
 			if to := min(end, f.limit); copied < to {
