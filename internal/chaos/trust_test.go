@@ -108,8 +108,8 @@ func (f *forger) forge(base *manifest.Manifest, id setid.ID, expires time.Time, 
 	u, _ := url.Parse("http://x")
 	path := func(s string) string { p, _ := url.Parse(s); return p.Path }
 	return map[string][]byte{
-		"/.pkgcdn/sets":         sets,
-		"/.pkgcdn/sets.minisig": ssig,
+		"/.pkgcdn/sets":                              sets,
+		"/.pkgcdn/sets.minisig":                      ssig,
 		path(route.ManifestURL(u, m.Set, id, false)): mdata,
 		path(route.ManifestURL(u, m.Set, id, true)):  msig,
 	}
@@ -253,7 +253,9 @@ func waitServing(t testing.TB, base string, id setid.ID) {
 	})
 }
 
-func accepted(s int) bool    { return s == http.StatusAccepted || s == http.StatusOK || s == http.StatusNoContent }
+func accepted(s int) bool {
+	return s == http.StatusAccepted || s == http.StatusOK || s == http.StatusNoContent
+}
 func clientError(s int) bool { return s >= 400 && s < 500 }
 
 // TestTamperedObjectOnMaster overwrites, on the master's disk, an object of
