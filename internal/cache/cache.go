@@ -75,7 +75,8 @@ var (
 	ErrLocked = errors.New("cache: directory in use by another process")
 	// ErrFellBehind is returned to a reader of a pass-through fill (nothing
 	// kept, bytes held only in a memory window) that asks for bytes already
-	// dropped from the window.
+	// dropped from the window, or that read nothing for StallTimeout while
+	// the others waited for it.
 	ErrFellBehind = errors.New("cache: reader fell behind a pass-through fill")
 )
 

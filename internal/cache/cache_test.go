@@ -931,3 +931,28 @@ func TestPassThroughRangeFarAhead(t *testing.T) {
 		t.Errorf("fetches = %d, want 1", n)
 	}
 }
+
+// TestPassThroughDropsIdleReader checks that a pass-through reader that
+// stops reading is cut loose after StallTimeout instead of stalling the rest.
+func TestPassThroughDropsIdleReader(t *testing.T) {
+	c := newCache(t, Config{PassThroughBytes: 1, StallTimeout: 100 * time.Millisecond})
+	b := randBytes(2<<20, 33)
+	spec := specFor(b, staticUpstream(b))
+	spec.NoStore = true
+	idle, err := c.Fill(keyOf(b), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	s, err := c.Fill(keyOf(b), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got, err := readAll(s); err != nil || !bytes.Equal(got, b) {
+		t.Errorf("active reader: %d bytes, %v", len(got), err)
+	}
+	if _, err := readAll(idle); !errors.Is(err, ErrFellBehind) {
+		t.Errorf("idle reader = %v, want ErrFellBehind", err)
+	}
+}

@@ -336,12 +336,21 @@ func (f *fill) write(ctx context.Context, b []byte, grow bool, timer *time.Timer
 			ch := make(chan struct{})
 			f.writerWait = ch
 			f.mu.Unlock()
-			timer.Stop() // a slow reader is not an upstream stall
+			timer.Stop() // a slow reader is not an upstream stall...
+			lag := time.NewTimer(c.cfg.StallTimeout)
 			select {
 			case <-ch:
 			case <-ctx.Done():
+				lag.Stop()
 				return context.Cause(ctx)
+			case <-lag.C:
+				// ...but one that takes nothing for StallTimeout is cut
+				// loose (ErrFellBehind) rather than stall everyone.
+				if err := f.dropLaggards(); err != nil {
+					return err
+				}
 			}
+			lag.Stop()
 			timer.Reset(c.cfg.StallTimeout)
 			continue
 		}
@@ -354,6 +363,25 @@ func (f *fill) write(ctx context.Context, b []byte, grow bool, timer *time.Timer
 		f.broadcastLocked()
 		f.mu.Unlock()
 		b = b[k:]
+	}
+	return nil
+}
+
+// dropLaggards removes the readers holding the ring's window from the
+// fill; their reads return ErrFellBehind. With no reader left, the fill ends.
+func (f *fill) dropLaggards() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := f.minPosLocked()
+	for s := range f.readers {
+		if max(s.pos, f.fileN) == m {
+			s.fellBehind = true
+			delete(f.readers, s)
+		}
+	}
+	if len(f.readers) == 0 {
+		f.canceled = true
+		return errNoReaders
 	}
 	return nil
 }
@@ -469,11 +497,13 @@ func (f *fill) unref() {
 // slowest reader, so Close a Stream as soon as you stop reading it. A Stream
 // is safe for concurrent use; Close it once (more calls do nothing).
 type Stream struct {
-	f    *fill   // nil for a hit
-	obj  *Object // non-nil for a hit
-	pos  int64   // end of the last read; guarded by f.mu
-	done chan struct{}
-	once sync.Once
+	f   *fill   // nil for a hit
+	obj *Object // non-nil for a hit
+	pos int64   // lowest offset still needed (pass-through); guarded by f.mu
+	// fellBehind: dropped from a pass-through fill for not reading; guarded by f.mu
+	fellBehind bool
+	done       chan struct{}
+	once       sync.Once
 }
 
 // Hit reports whether the Stream reads a complete entry (no upstream fetch).
@@ -563,6 +593,10 @@ func (s *Stream) readAt(p []byte, off int64, partial bool) (int, error) {
 			err := f.err
 			f.mu.Unlock()
 			return 0, err
+		}
+		if s.fellBehind {
+			f.mu.Unlock()
+			return 0, ErrFellBehind
 		}
 		end, eof := off+int64(len(p)), false
 		if f.complete && end >= f.written {
