@@ -1,0 +1,54 @@
+package chaos
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/sampleset"
+)
+
+// TestManifestExpiry publishes a set whose manifest is valid for 5 s
+// (`pkgpublish publish --valid 5s`: a master and edges whose clocks run
+// ahead see the same). What must hold: an edge that switched to it while
+// it was valid keeps serving it byte-correct after it expired, and both
+// its /healthz and the master's report degraded; a fresh edge started
+// after the expiry never switches to it (refused and counted) and never
+// serves its files.
+func TestManifestExpiry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	root := e.path("root")
+	src := makeRepo(t, e.path("src"), 17, 20, 2*sampleset.MiB)
+	master := e.startMaster(t, root)
+	e.publishRemote(t, master.url, src)
+	edge := e.startEdge(t, e.path("cache1"), []string{master.url}, "--poll", "300ms")
+
+	bump(t, src, 18)
+	id := e.publishRemote(t, master.url, src, "--valid", "5s")
+	waitServing(t, edge.url, id)
+	m := e.manifest(t, master.url, testSet, id)
+	eventually(t, time.Minute, "the manifest to expire", func() bool { return time.Now().After(m.Expires) })
+
+	fetchAll(t, edge.url, m)
+	for _, s := range []*server{edge, master} {
+		eventually(t, 30*time.Second, "/healthz to report the expired live set", func() bool {
+			degraded, _ := health(t, s)
+			return degraded
+		})
+	}
+
+	fresh := e.startEdge(t, e.path("cache2"), []string{master.url}, "--poll", "300ms")
+	eventually(t, 30*time.Second, "the fresh edge to refuse the expired manifest", func() bool {
+		return metric(t, fresh, "pkgcdn_edge_verify_failures_total") > 0
+	})
+	for _, ent := range m.Entries[:5] {
+		r := do(http.MethodGet, fileURL(fresh.url, testSet, ent.Path), nil)
+		if r.err == nil && r.status == http.StatusOK {
+			t.Errorf("a fresh edge served %s of an expired set", ent.Path)
+		}
+		if r.err == nil && !gatewayStatus(r.status) {
+			t.Errorf("fresh edge, expired set, GET %s: status %d, want 502/503/504 (pkg tries another mirror)", ent.Path, r.status)
+		}
+	}
+}
