@@ -102,8 +102,9 @@ type Config struct {
 	// PassThroughBytes is the memory window of a fill that keeps nothing
 	// (FillSpec.NoStore, Meta.NoStore, larger than MaxBytes, or the disk
 	// failed, e.g. ENOSPC): bytes go to readers through this window only,
-	// and the fill waits for its slowest reader. If zero, 4 MiB; it is
-	// raised to at least 2*HoldBack+256 KiB.
+	// and the fill waits for its slowest reader. If zero, 1 MiB; it is
+	// raised to at least 2*HoldBack+256 KiB. A fill of known size smaller
+	// than the window takes only its size.
 	PassThroughBytes int64
 	// Fault, if set, is called before each disk step of a fill ("create",
 	// "write", "sync", "meta", "rename"; and "remove", between the unlinks of
@@ -117,7 +118,7 @@ const (
 	defaultMaxBytes = 10 << 30
 	defaultStall    = 30 * time.Second
 	defaultHoldBack = 64 << 10
-	defaultWindow   = 4 << 20
+	defaultWindow   = 1 << 20
 	metaCacheLen    = 1 << 16
 	chunkSize       = 256 << 10 // upstream read size
 )

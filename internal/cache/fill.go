@@ -295,7 +295,11 @@ func (f *fill) toPassThrough() {
 	f.c.unreserve(f)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.ring = make([]byte, f.c.window)
+	n := f.c.window
+	if size := f.meta.Size; size >= 0 {
+		n = min(n, max(size-f.fileN, 1)) // the whole rest fits: never waits
+	}
+	f.ring = make([]byte, n)
 	if len(f.readers) == 0 {
 		f.canceled = true
 		f.cancel(errNoReaders)
