@@ -42,6 +42,10 @@ const (
 	DefaultNegativeTTL      = 10 * time.Second
 )
 
+// failoverBudget bounds the time spent trying upstreams in turn before an
+// answer: below pkg's 30 s FETCH_TIMEOUT.
+const failoverBudget = 20 * time.Second
+
 // Cache-Control values, the same as the master's.
 const (
 	ccSetFile   = "public, no-cache"
@@ -224,7 +228,7 @@ func New(cfg Config) (*Edge, error) {
 		}
 	}
 	e.pool = &pool{bases: bases, client: &http.Client{Transport: rt}, stall: cfg.StallTimeout,
-		stickyFor: cfg.StickyFor, now: e.now}
+		stickyFor: cfg.StickyFor, budget: failoverBudget, now: e.now}
 	e.lp = &pool{bases: bases, client: &http.Client{Transport: lrt}, stickyFor: cfg.StickyFor, now: e.now}
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)

@@ -42,6 +42,7 @@ type pool struct {
 	client    *http.Client
 	stall     time.Duration // a body read idle this long is an error
 	stickyFor time.Duration
+	budget    time.Duration // no further upstream is tried once this much time went by; 0: no limit
 	now       func() time.Time
 
 	mu    sync.Mutex // guards cur, since
@@ -74,7 +75,15 @@ func (p *pool) do(ctx context.Context, req request) (*http.Response, error) {
 	timedOut := false
 	final := true // every upstream answered the same 4xx: that is the answer
 	var status *StatusError
+	began := time.Now()
 	for i := range p.bases {
+		if i > 0 && p.budget > 0 && time.Since(began) >= p.budget {
+			// pkg gives up after 30 s without a byte: better a quick 504 it
+			// fails over from than an answer it no longer waits for.
+			timedOut = true
+			errs = append(errs, fmt.Errorf("failover budget of %s spent", p.budget))
+			break
+		}
 		idx := (start + i) % len(p.bases)
 		u := req.url(p.bases[idx])
 		resp, err := p.try(ctx, req, u)
