@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -954,5 +955,31 @@ func TestPassThroughDropsIdleReader(t *testing.T) {
 	}
 	if _, err := readAll(idle); !errors.Is(err, ErrFellBehind) {
 		t.Errorf("idle reader = %v, want ErrFellBehind", err)
+	}
+}
+
+func TestPassThroughSmall(t *testing.T) {
+	for _, size := range []int{0, 1, 100, 70 << 10} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			t.Parallel()
+			c := newCache(t, Config{})
+			b := randBytes(size, 34)
+			spec := specFor(b, staticUpstream(b))
+			spec.NoStore = true
+			var streams []*Stream
+			for range 2 {
+				s, err := c.Fill(keyOf(b), spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				streams = append(streams, s)
+			}
+			for _, s := range streams {
+				if got, err := readAll(s); err != nil || !bytes.Equal(got, b) {
+					t.Errorf("read %d of %d bytes: %v", len(got), size, err)
+				}
+			}
+		})
 	}
 }
