@@ -79,25 +79,32 @@ SCEN_PIDS=()
 : >"$PIDFILE"
 
 # spawn NAME CMD...: start CMD in the background, logging to LOGS/NAME.log;
-# its pid is left in SPAWNED.
+# its pid is left in SPAWNED. PIDFILE lines are "PID STARTTIME", so that
+# the global trap never signals a pid the system has since reused.
 spawn() {
 	local name=$1
 	shift
 	"$@" >>"$LOGS/$name.log" 2>&1 &
 	SPAWNED=$!
 	SCEN_PIDS+=("$SPAWNED")
-	echo "$SPAWNED" >>"$PIDFILE"
+	echo "$SPAWNED $(starttime "$SPAWNED")" >>"$PIDFILE"
 }
 
-# stop PID: SIGTERM, then SIGKILL after 10 s.
+# starttime PID: the process's start time in clock ticks since boot.
+starttime() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
+# stop PID: SIGTERM, then SIGKILL (with its children: nginx workers)
+# after 10 s.
 stop() {
-	local pid=$1 i
+	local pid=$1 i kids
+	kids=$(ps --ppid "$pid" -o pid= 2>/dev/null || true)
 	kill -TERM "$pid" 2>/dev/null || return 0
 	for ((i = 0; i < 100; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
-	kill -KILL "$pid" 2>/dev/null || true
+	# shellcheck disable=SC2086
+	kill -KILL "$pid" $kids 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
 }
 
@@ -110,14 +117,19 @@ stop_scenario() {
 cleanup() {
 	local rc=$? pid
 	trap - EXIT INT TERM
+	# The scenario shell first: its own trap stops what it started.
+	if [[ -n ${SCEN_SHELL:-} ]]; then
+		kill -TERM "$SCEN_SHELL" 2>/dev/null || true
+		wait "$SCEN_SHELL" 2>/dev/null || true
+	fi
 	if [[ -s $PIDFILE ]]; then
-		while read -r pid; do
-			kill -TERM "$pid" 2>/dev/null || true
+		local start alive=()
+		while read -r pid start; do
+			# Only a process that is still the one we started.
+			[[ $(starttime "$pid") == "$start" ]] && alive+=("$pid")
 		done <"$PIDFILE"
-		sleep 0.5
-		while read -r pid; do
-			kill -KILL "$pid" 2>/dev/null || true
-		done <"$PIDFILE"
+		for pid in "${alive[@]}"; do stop "$pid" & done
+		wait
 	fi
 	write_results || true
 	if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
@@ -219,13 +231,19 @@ scenario() {
 	local name=$1 fn=$2 rc
 	log "=== $name"
 	set +e
+	# In the background and waited for: a signal to this shell then runs
+	# its trap at once instead of after the scenario.
 	(
 		set -e
 		SCEN_PIDS=()
 		trap stop_scenario EXIT
+		trap 'exit 143' INT TERM
 		"$fn"
-	)
+	) &
+	SCEN_SHELL=$!
+	wait "$SCEN_SHELL"
 	rc=$?
+	SCEN_SHELL=""
 	set -e
 	if [[ $rc != 0 ]]; then
 		log "$name failed (exit $rc); logs in $LOGS"
@@ -674,6 +692,7 @@ try() {
 		set -e
 		SCEN_PIDS=()
 		trap stop_scenario EXIT
+		trap 'exit 143' INT TERM
 		"$fn"
 		declare -p "$@" | sed 's/^declare -[-a-zA-Z]*/declare -g/' >"$WORK/try.vars"
 	)
