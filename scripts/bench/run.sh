@@ -131,6 +131,7 @@ cleanup() {
 		for pid in "${alive[@]}"; do stop "$pid" & done
 		wait
 	fi
+	if [[ $rc != 0 && -f $NOTES ]]; then note "INCOMPLETE: the run stopped early (exit $rc)"; fi
 	write_results || true
 	if [[ ${BENCH_KEEP:-0} != 1 ]]; then rm -rf "$WORK"; fi
 	exit "$rc"
