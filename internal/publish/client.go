@@ -126,7 +126,13 @@ type ClientConfig struct {
 	RetryWait time.Duration
 	// Logger receives retries. If nil, nothing is logged.
 	Logger *slog.Logger
+	// StallTimeout aborts (and retries) an upload that sends no byte for
+	// this long. If zero, 2 minutes.
+	StallTimeout time.Duration
 }
+
+// errStalled is the cause of an upload aborted by StallTimeout.
+var errStalled = errors.New("upload stalled: no byte accepted by the master")
 
 // Client speaks the master's upload API. It is safe for concurrent use.
 type Client struct {
@@ -135,6 +141,7 @@ type Client struct {
 	hc    *http.Client
 	tries int
 	wait  time.Duration
+	stall time.Duration
 	log   *slog.Logger
 }
 
@@ -156,6 +163,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if c.wait <= 0 {
 		c.wait = 500 * time.Millisecond
+	}
+	if c.stall = cfg.StallTimeout; c.stall <= 0 {
+		c.stall = 2 * time.Minute
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -389,7 +399,14 @@ func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, pat
 			return fmt.Errorf("%s: %w", relPath, err)
 		}
 		defer f.Close()
-		sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath, progress: progress}
+		// The transport has no write timeout: a master that stops reading
+		// would hold the upload forever. Every byte sent rearms the timer.
+		ctx, cancel := context.WithCancelCause(ctx)
+		defer cancel(nil)
+		stall := time.AfterFunc(c.stall, func() { cancel(errStalled) })
+		defer stall.Stop()
+		sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath,
+			progress: progress, sent: func() { stall.Reset(c.stall) }, eof: func() { stall.Stop() }}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), sr)
 		if err != nil {
 			return err
@@ -414,6 +431,9 @@ func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, pat
 			if progress != nil {
 				progress(-sr.n)
 			}
+			if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
+				err = fmt.Errorf("master: %s: %w", op, cause)
+			}
 			return err
 		}
 		return resp.Body.Close()
@@ -429,7 +449,9 @@ type sendReader struct {
 	size, n  int64
 	path     string
 	progress func(int64)
-	err      error // a *ChangedError once detected
+	sent     func() // called after each read that returned bytes
+	eof      func() // called at the end of the file (the master then answers)
+	err      error  // a *ChangedError once detected
 }
 
 func (s *sendReader) Read(p []byte) (int, error) {
@@ -439,8 +461,13 @@ func (s *sendReader) Read(p []byte) (int, error) {
 	n, err := s.r.Read(p)
 	s.h.Write(p[:n])
 	s.n += int64(n)
-	if s.progress != nil && n > 0 {
-		s.progress(int64(n))
+	if n > 0 {
+		if s.progress != nil {
+			s.progress(int64(n))
+		}
+		if s.sent != nil {
+			s.sent()
+		}
 	}
 	switch {
 	case s.n > s.size:
@@ -452,6 +479,9 @@ func (s *sendReader) Read(p []byte) (int, error) {
 	}
 	if s.err != nil {
 		return n, s.err
+	}
+	if err == io.EOF && s.eof != nil {
+		s.eof()
 	}
 	return n, err
 }

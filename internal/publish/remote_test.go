@@ -503,3 +503,30 @@ func TestMissingBatches(t *testing.T) {
 		t.Errorf("Missing: %d digests in %d requests, want %d in 3", len(got), fm.missingQs, len(ds)-1)
 	}
 }
+
+func TestPutObjectStalledMasterIsCutOff(t *testing.T) {
+	// A master that reads a little of the body, then nothing more.
+	// (The server notices a client gone only once the body is read, so the
+	// handler is released by the test.)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.CopyN(io.Discard, r.Body, 1000)
+		<-release
+	}))
+	defer srv.Close()
+	defer close(release)
+	c, err := NewClient(ClientConfig{URL: srv.URL, Token: "t", Retries: 1, RetryWait: time.Millisecond,
+		StallTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "big")
+	data := make([]byte, 32<<20) // well beyond what socket buffers hold
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = c.PutObject(t.Context(), digest.Sum(data), int64(len(data)), path, "big", osOpen, nil)
+	if !errors.Is(err, errStalled) {
+		t.Fatalf("PutObject to a stalled master = %v, want errStalled", err)
+	}
+}
