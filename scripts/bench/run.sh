@@ -348,7 +348,12 @@ nginx_start() {
 			proxy_cache_key \$uri;
 			proxy_cache_lock on;
 			proxy_cache_valid 200 1h;
+			# The master sends \"Cache-Control: public, no-cache\" for set
+			# paths (they change between sets): nginx would then store
+			# nothing and the cached scenarios would measure pass-through.
+			proxy_ignore_headers Cache-Control Expires;
 			proxy_buffering on;
+			add_header X-Cache-Status \$upstream_cache_status always;
 		}"
 	fi
 	cat >"$dir/nginx.conf" <<EOF
@@ -758,14 +763,26 @@ rss_row() { # SCENARIO EDGEKIB NGINXKIB
 	fi
 }
 
+# check_hit URL: note it when a warmed URL is not a cache hit (nginx:
+# X-Cache-Status; the edge: Cache-Status, RFC 9211).
+check_hit() {
+	local h
+	h=$(curl -s -o /dev/null -D - "$1" | tr -d '\r' | grep -iE '^(x-cache-status|cache-status):' || true)
+	if [[ -n $h ]] && ! grep -qiE 'hit' <<<"$h"; then
+		note "not a cache hit after warming: $1 ($h)"
+	fi
+}
+
 scen_a() {
 	"$BIN/loadgen" distinct -base "$BASE" -paths "$WORK/small.paths" -conns 16 >/dev/null # warm the cache
+	check_hit "$BASE/$(head -1 "$WORK/small.paths")"
 	RES=$(hammer "$BASE" "$WORK/small.paths" 64)
 	check_errors "$RES" "edge (a) $BASE"
 	WRK=$(wrk_small "$BASE")
 }
 scen_b() {
 	"$BIN/loadgen" herd -clients 1 "$BASE/$(big_path)" >/dev/null # warm the cache
+	check_hit "$BASE/$(big_path)"
 	RES=$(hammer "$BASE" "$WORK/big.paths" 8)
 	check_errors "$RES" "edge (b) $BASE"
 }
@@ -778,7 +795,8 @@ bench_edge() {
 	make_serve_set
 	echo "$(big_path)" >"$WORK/big.paths"
 	start_origin
-	note "edge (a), (b), (d) origin: $ORIGIN_KIND"
+	note "edge (a), (b), (d) origin: $ORIGIN_KIND; (c) origin: slowstatic ($SLOW_RATE/s per connection, $SLOW_LATENCY to first byte), edge in plain mode with --set-id-url"
+	note "nginx: worker_processes auto, sendfile on, tcp_nopush off, access_log off; proxy_cache with proxy_cache_lock on, proxy_cache_valid 200 1h, proxy_buffering on, proxy_ignore_headers Cache-Control Expires (the master marks set paths no-cache, which nginx would not store), keepalive 64 to the origin; the edge runs with its defaults"
 	local ep np s
 	read -r ep np <<<"$(ports 2)"
 	declare -A R H W
