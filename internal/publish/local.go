@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +34,9 @@ const localJobs = 16
 func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir string) (res Result, err error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
+	}
+	if inside(root.Dir, srcDir) || inside(srcDir, root.Dir) {
+		return Result{}, fmt.Errorf("%w: source %s and root %s overlap", ErrConfig, srcDir, root.Dir)
 	}
 	unlock, err := root.Lock(ctx)
 	if err != nil {
@@ -425,4 +430,16 @@ func putFile(root *layout.Root, o Item) error {
 		return &ChangedError{Path: o.Path, Detail: "while copied: " + err.Error()}
 	}
 	return fmt.Errorf("%s: %w", o.Path, err)
+}
+
+// inside reports whether dir is parent or the same directory (symlinks
+// resolved), so a root never publishes itself.
+func inside(dir, parent string) bool {
+	d, err1 := filepath.EvalSymlinks(dir)
+	p, err2 := filepath.EvalSymlinks(parent)
+	if err1 != nil || err2 != nil {
+		return false // Scan or Open reports the missing directory
+	}
+	rel, err := filepath.Rel(p, d)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

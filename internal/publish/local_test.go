@@ -598,3 +598,21 @@ func TestRevertAfterInterruptedCommitReplacesLiveSet(t *testing.T) {
 			r3, m.ID, m.Previous, contentOf(t, root, m)["a"], r1.ID)
 	}
 }
+
+func TestPublishLocalRefusesOverlappingRootAndSource(t *testing.T) {
+	dir := t.TempDir()
+	writeTree(t, dir, map[string]string{"a": "1"})
+	if err := os.Mkdir(filepath.Join(dir, "root"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root, err := layout.Open(filepath.Join(dir, "root"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, _ := testConfig(t)
+	for _, src := range []string{dir, filepath.Join(dir, "root", "objects")} {
+		if _, err := PublishLocal(t.Context(), cfg, root, src); !errors.Is(err, ErrConfig) {
+			t.Errorf("PublishLocal(root %s, src %s) = %v, want ErrConfig", root.Dir, src, err)
+		}
+	}
+}
