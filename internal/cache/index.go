@@ -259,6 +259,10 @@ loop:
 		var key Key
 		copy(key[:], b[8:40])
 		size := int64(binary.BigEndian.Uint64(b[40:48]))
+		if size < 0 {
+			last = 0
+			break
+		}
 		if op != opSnap && op != opHeader && snap >= 0 {
 			if dupes() { // not written by us
 				c.resetLocked()
