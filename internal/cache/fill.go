@@ -69,8 +69,9 @@ type fill struct {
 // Fill returns a Stream of key's bytes: over the complete entry if there is
 // one (a hit), else over the fill in flight for key (collapsed), else over a
 // new fill that fetches with spec. The lookup of entry and flight happens
-// under one lock, so two callers never start two fetches of one key. The
-// caller must Close the Stream; that never cancels the fill for the others.
+// under one lock, so two callers never start two fetches of one key. spec
+// matters only to the caller that starts the fetch. The caller must Close
+// the Stream; that never cancels the fill for the others.
 func (c *Cache) Fill(key Key, spec FillSpec) (*Stream, error) {
 	if spec.Fetch == nil {
 		return nil, errors.New("cache: fill without Fetch")
