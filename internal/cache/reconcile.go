@@ -36,8 +36,10 @@ func (c *Cache) reconcile(ctx context.Context) {
 		c.reconciled = true
 		err = c.compactLocked(false)
 	}
-	if err != nil && ctx.Err() == nil {
-		c.log.Warn("cache reconcile", "path", c.cfg.Dir, "err", err)
+	if err != nil {
+		if ctx.Err() == nil { // else Close interrupted it: the next New resumes
+			c.log.Warn("cache reconcile", "path", c.cfg.Dir, "err", err)
+		}
 		return
 	}
 	c.log.Info("cache reconciled", "path", c.cfg.Dir, "bytes", c.used, "dur", time.Since(start))
