@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -115,9 +116,15 @@ func (c *HashCache) store(path string, k fileKey, sum digest.SHA256) {
 }
 
 // Save atomically writes the entries looked up or stored since Load (files
-// no longer in the tree are dropped). The directory is created if needed.
+// no longer in the tree are dropped), unless they are exactly the entries
+// loaded. The directory is created if needed.
 func (c *HashCache) Save() error {
 	c.mu.Lock()
+	if maps.Equal(c.entries, c.next) {
+		// Nothing changed since Load: spare the write and its fsyncs.
+		c.mu.Unlock()
+		return nil
+	}
 	paths := make([]string, 0, len(c.next))
 	for p := range c.next {
 		paths = append(paths, p)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,17 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 		return Result{}, err
 	}
 	defer func() { err = errors.Join(err, unlock()) }()
+	// Under the lock, the root's state is the one the commit will see.
+	st, err := readLocal(root, cfg.Set)
+	if err != nil {
+		return Result{}, err
+	}
 	// Copy each object the root lacks as soon as it is hashed: the copies'
 	// fsyncs then overlap the hashing of the next files. An object copied
 	// for a publish that fails later is collected by GC after its grace.
-	cp, cctx := newCopier(ctx, &cfg, root)
+	// Files unchanged since the announced set need no look at all: a set's
+	// objects stay while it is retained.
+	cp, cctx := newCopier(ctx, &cfg, root, st.announced)
 	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) })
 	if err != nil {
 		cp.cancel() // no use copying objects of a failed publish
@@ -59,7 +67,7 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 		return Result{}, err
 	}
 	faultHook("hashed")
-	res, err = commitLocal(ctx, &cfg, root, items)
+	res, err = commitLocal(ctx, &cfg, root, items, st, cp.seen)
 	res.Hash = hst
 	res.Sent += cp.sent
 	res.SentSize += cp.sentSize
@@ -74,8 +82,10 @@ type copier struct {
 	g      *errgroup.Group
 	queue  chan File
 
-	mu   sync.Mutex // guards seen
-	seen map[digest.SHA256]bool
+	announced *manifest.Manifest // files equal to its entries are skipped; may be nil
+
+	mu   sync.Mutex             // guards seen
+	seen map[digest.SHA256]bool // digests present or queued; read by the caller after wait
 
 	sent     int   // written by wait's caller only after g.Wait
 	sentSize int64 // likewise
@@ -86,10 +96,10 @@ type copier struct {
 
 // newCopier starts the copy workers. The context it returns is done when
 // a copy fails or cancel is called; hashing runs under it.
-func newCopier(ctx context.Context, cfg *Config, root *layout.Root) (*copier, context.Context) {
+func newCopier(ctx context.Context, cfg *Config, root *layout.Root, announced *manifest.Manifest) (*copier, context.Context) {
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
-	c := &copier{cancel: cancel, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+	c := &copier{cancel: cancel, announced: announced, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
 	jobs := cfg.Jobs
 	if jobs <= 0 {
 		jobs = localJobs
@@ -118,6 +128,14 @@ func newCopier(ctx context.Context, cfg *Config, root *layout.Root) (*copier, co
 
 // add queues f for copying unless an object of its digest is queued already.
 func (c *copier) add(ctx context.Context, f File) error {
+	if c.announced != nil {
+		if e, ok := c.announced.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
+			c.mu.Lock()
+			c.seen[f.SHA256] = true
+			c.mu.Unlock()
+			return nil
+		}
+	}
 	c.mu.Lock()
 	dup := c.seen[f.SHA256]
 	c.seen[f.SHA256] = true
@@ -192,7 +210,11 @@ func Rollback(ctx context.Context, cfg Config, root *layout.Root, to setid.ID) (
 	for i, e := range old.Entries {
 		items[i] = Item{Path: e.Path, Size: e.Size, SHA256: e.SHA256}
 	}
-	return commitLocal(ctx, &cfg, root, items)
+	st, err := readLocal(root, cfg.Set)
+	if err != nil {
+		return Result{}, err
+	}
+	return commitLocal(ctx, &cfg, root, items, st, nil)
 }
 
 // localState is what a root holds for one set before a publish.
@@ -257,8 +279,10 @@ func sameContent(items []Item, m *manifest.Manifest) bool {
 	return true
 }
 
-// commitLocal is PublishLocal after hashing; the caller holds the lock.
-func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []Item) (Result, error) {
+// commitLocal is PublishLocal after hashing; the caller holds the lock and
+// read st under it. present lists digests known to be in root already
+// (nil: none).
+func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []Item, st *localState, present map[digest.SHA256]bool) (Result, error) {
 	log := cfg.logger()
 	now := cfg.now()
 	res := Result{Set: cfg.Set, Files: len(items)}
@@ -266,10 +290,6 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 		res.Bytes += it.Size
 	}
 	v, err := cfg.verifier()
-	if err != nil {
-		return res, err
-	}
-	st, err := readLocal(root, cfg.Set)
 	if err != nil {
 		return res, err
 	}
@@ -315,7 +335,11 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 		return res, nil
 	}
 	res.ID = m.ID
-	n, size, err := putFiles(ctx, cfg, root, uniqueObjects(items))
+	objs := uniqueObjects(items)
+	if present != nil {
+		objs = slices.DeleteFunc(objs, func(o Item) bool { return present[o.SHA256] })
+	}
+	n, size, err := putFiles(ctx, cfg, root, objs)
 	res.Sent, res.SentSize = n, size
 	if err != nil {
 		return res, err

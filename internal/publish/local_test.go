@@ -190,7 +190,11 @@ func TestSourceChangingAfterHashAbortsCopy(t *testing.T) {
 	cfg, _ := testConfig(t)
 	root := newRoot(t)
 	items := []Item{{Path: "All/a.pkg", Size: 4, SHA256: digest.Sum([]byte("aaaa")), Src: filepath.Join(src, "All/a.pkg")}}
-	_, err := commitLocal(t.Context(), &cfg, root, items)
+	st, err := readLocal(root, testSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = commitLocal(t.Context(), &cfg, root, items, st, nil)
 	var ce *ChangedError
 	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
 		t.Fatalf("commitLocal = %v, want a *ChangedError naming All/a.pkg", err)
