@@ -202,3 +202,19 @@ func TestLongPollClientGone(t *testing.T) {
 		t.Errorf("%d waiters after the client left, want 0", n)
 	}
 }
+
+func TestLongPollWaitsForTheFirstPublish(t *testing.T) {
+	f := newFixture(t, nil)
+	parked := parkHook(f)
+	res := f.poll(t.Context(), "")
+	<-parked
+	f.publish(set, map[string]string{"a": "a"})
+	etag, body := f.setsETag(t)
+	if r := <-res; r.status != 200 || r.etag != etag || r.body != body {
+		t.Errorf("long-poll before the first publish: %d %s, want 200 %s", r.status, r.etag, etag)
+	}
+	g := newFixture(t, func(c *Config) { c.LongPollTimeout = time.Millisecond })
+	if r := <-g.poll(t.Context(), ""); r.status != 404 {
+		t.Errorf("timed-out long-poll with no SETS: %d, want 404", r.status)
+	}
+}

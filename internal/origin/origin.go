@@ -25,7 +25,9 @@
 // answers 304 Not Modified with the unchanged ETag: the poller simply asks
 // again. Beyond Config.MaxWaiters concurrent waiters, and during shutdown,
 // the 304 comes at once with "Retry-After: 5": the poller should wait that
-// long before it asks again.
+// long before it asks again. Before the first publish (no SETS yet) a
+// long-poll with any <etag> waits for SETS to appear, and is a 404 if the
+// timeout passes first.
 //
 // Every set-file response carries X-Pkgcdn-Set (the set) and
 // X-Pkgcdn-Set-Id (the ID of the set whose file was served). A file served

@@ -227,11 +227,18 @@ func contentTypeHdr(p string) []string {
 // serveSets serves SETS or its signature, and implements the long-poll.
 func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState, sig bool) error {
 	wait, waiting := r.URL.Query()["wait"]
-	if waiting && !sig && st.etag != "" && normETag(wait[0]) == st.etag {
+	// Before the first publish there is no SETS: a long-poll waits for it.
+	if waiting && !sig && (st.etag == "" || normETag(wait[0]) == st.etag) {
 		var parked bool
 		st, parked = s.longPoll(r, st)
 		if r.Context().Err() != nil {
 			return nil // the poller hung up
+		}
+		if st.etag == "" {
+			if !parked {
+				w.Header().Set("Retry-After", "5")
+			}
+			return errNotFound
 		}
 		if st.etag == normETag(wait[0]) {
 			h := w.Header()
