@@ -936,7 +936,7 @@ func TestPassThroughRangeFarAhead(t *testing.T) {
 // TestPassThroughDropsIdleReader checks that a pass-through reader that
 // stops reading is cut loose after StallTimeout instead of stalling the rest.
 func TestPassThroughDropsIdleReader(t *testing.T) {
-	c := newCache(t, Config{PassThroughBytes: 1, StallTimeout: 100 * time.Millisecond})
+	c := newCache(t, Config{PassThroughBytes: 1, StallTimeout: time.Second})
 	b := randBytes(2<<20, 33)
 	spec := specFor(b, staticUpstream(b))
 	spec.NoStore = true
