@@ -223,14 +223,21 @@ func buildManifest(set string, items []Item, live *manifest.Manifest, floor seti
 	}
 	m.Expires = m.Created.Add(valid)
 	changed = live == nil || len(live.Entries) != len(items) || live.Expired(now)
+	// Both lists are sorted by path: walk them side by side.
+	var old []manifest.Entry
+	if live != nil {
+		old = live.Entries
+	}
+	j := 0
 	for i, it := range items {
 		e := manifest.Entry{Path: it.Path, Size: it.Size, SHA256: it.SHA256, Modified: id}
-		if live != nil {
-			if old, ok := live.Lookup(it.Path); ok && old.SHA256 == it.SHA256 && old.Size == it.Size {
-				e.Modified = old.Modified
-			} else {
-				changed = true
-			}
+		for j < len(old) && old[j].Path < it.Path {
+			j++
+		}
+		if j < len(old) && old[j].Path == it.Path && old[j].SHA256 == it.SHA256 && old[j].Size == it.Size {
+			e.Modified = old[j].Modified
+		} else {
+			changed = true
 		}
 		m.Entries[i] = e
 	}

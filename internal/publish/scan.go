@@ -7,8 +7,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/relpath"
@@ -100,19 +104,17 @@ func Scan(ctx context.Context, dir string) ([]File, error) {
 			files = append(files, f)
 			return nil
 		case t.IsRegular():
-			fi, err := d.Info()
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrBadSource, err)
-			}
-			if err := readable(p); err != nil {
-				return fmt.Errorf("%w: %s: not readable: %v", ErrBadSource, rel, err)
-			}
-			files = append(files, File{Path: rel, Abs: p, Size: fi.Size(), key: statKey(fi)})
+			// Stat later, in parallel: on a tree of small files the
+			// walk is bound by these syscalls.
+			files = append(files, File{Path: rel, Abs: p, Size: -1})
 			return nil
 		default:
 			return fmt.Errorf("%w: %s: not a regular file (%s)", ErrBadSource, rel, t.Type())
 		}
 	})
+	if err == nil {
+		err = statFiles(ctx, files)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", dir, err)
 	}
@@ -155,4 +157,42 @@ func kind(m fs.FileMode) string {
 		return "directory"
 	}
 	return m.Type().String()
+}
+
+// statFiles fills in the size and quick-check key of the regular files the
+// walk found (Size -1), with GOMAXPROCS workers, and checks each is readable.
+func statFiles(ctx context.Context, files []File) error {
+	var next atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	for range min(runtime.GOMAXPROCS(0), len(files)) {
+		g.Go(func() error {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(files) {
+					return nil
+				}
+				f := &files[i]
+				if f.Size >= 0 {
+					continue // a symlink, resolved during the walk
+				}
+				if i%1024 == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				fi, err := os.Lstat(f.Abs)
+				if err != nil {
+					return fmt.Errorf("%w: %v", ErrBadSource, err)
+				}
+				if !fi.Mode().IsRegular() {
+					return fmt.Errorf("%w: %s: not a regular file (%s)", ErrBadSource, f.Path, fi.Mode().Type())
+				}
+				if err := readable(f.Abs); err != nil {
+					return fmt.Errorf("%w: %s: not readable: %v", ErrBadSource, f.Path, err)
+				}
+				f.Size, f.key = fi.Size(), statKey(fi)
+			}
+		})
+	}
+	return g.Wait()
 }
