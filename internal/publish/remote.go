@@ -35,7 +35,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	// The live manifest, read before hashing, says which files the master
 	// surely holds (a live set's objects are never collected): only the
 	// others are asked about, in batches, and uploaded while hashing goes on.
-	_, live, err := remoteLive(ctx, c, cfg.Set)
+	sets, live, err := remoteLive(ctx, c, cfg.Set)
 	if err != nil {
 		return Result{}, err
 	}
@@ -52,16 +52,18 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 		return Result{}, err
 	}
 	faultHook("hashed")
-	res, err := commitRemote(ctx, &cfg, c, items, true)
+	res, err := commitRemote(ctx, &cfg, c, items, true, sets, live)
 	res.Hash = hst
 	res.Sent += up.sent
 	res.SentSize += up.sentSize
 	return res, err
 }
 
-// commitRemote is PublishRemote after hashing. Unless sent, it first
-// uploads every object the master lacks.
-func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sent bool) (Result, error) {
+// commitRemote is PublishRemote after hashing, with the master's SETS and
+// live manifest as read before. Unless sent, it first uploads every object
+// the master lacks.
+func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sent bool,
+	sets setid.Sets, live *manifest.Manifest) (Result, error) {
 	log := cfg.logger()
 	now := cfg.now()
 	res := Result{Set: cfg.Set, Files: len(items)}
@@ -69,9 +71,18 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 		res.Bytes += it.Size
 	}
 	for attempt := 1; ; attempt++ {
-		sets, live, err := remoteLive(ctx, c, cfg.Set)
-		if err != nil {
-			return res, err
+		if attempt > 1 { // SETS changed meanwhile: read it again
+			base := live
+			var err error
+			if sets, live, err = remoteLive(ctx, c, cfg.Set); err != nil {
+				return res, err
+			}
+			if liveID(live) != liveID(base) {
+				// Another set was published, but also this one: never
+				// silently replace a publish this run did not see.
+				return res, fmt.Errorf("commit set %s: %w (live %s, this publish was built on %s)",
+					cfg.Set, ErrConflict, liveID(live), liveID(base))
+			}
 		}
 		m, changed := BuildManifest(cfg.Set, items, live, now, cfg.valid())
 		res.ID, res.Previous = m.ID, m.Previous
@@ -427,4 +438,12 @@ func (u *uploader) wait(ctx context.Context) error {
 	}
 	u.cfg.logger().Info("objects uploaded", "objects", u.sent, "bytes", u.sentSize, "dur", time.Since(u.start))
 	return nil
+}
+
+// liveID returns m's ID, or the zero ID for no manifest.
+func liveID(m *manifest.Manifest) setid.ID {
+	if m == nil {
+		return setid.ID{}
+	}
+	return m.ID
 }
