@@ -11,7 +11,7 @@
 //	/.pkgcdn/manifest/<set>/<id>[.minisig]   immutable
 //	/.pkgcdn/objects/sha256/<hash>    immutable
 //	/.pkgcdn/publish/…                upload API (only with a publish token)
-//	/                                 mirror list for pkg's mirror_type: http (if configured)
+//	/ (and /<set>/)                   mirror list for pkg's mirror_type: http (if configured)
 //
 // Serving is driven by the manifests, never by the request path: a set file
 // is served only if the live manifest (or, for grace, a retained older one)
@@ -67,7 +67,7 @@ const (
 )
 
 // Health receives the degraded conditions the origin finds (an expired
-// live manifest). *httpserve.Health implements it.
+// live manifest, an unreadable SETS). *httpserve.Health implements it.
 type Health interface {
 	SetDegraded(key, reason string)
 	ClearDegraded(key string)
@@ -124,8 +124,9 @@ type Config struct {
 	// HTTPClient sends the notices. If nil, a client of its own.
 	HTTPClient *http.Client
 
-	// Mirrors are served at "/" as "URL: <mirror>" lines (pkg's
-	// mirror_type: http). If empty, "/" is a 404.
+	// Mirrors are served at "/" (and at each set's own URL) as
+	// "URL: <mirror>" lines (pkg's mirror_type: http). If empty, "/" is a
+	// 404.
 	Mirrors []string
 
 	// Registerer gets the origin's Prometheus metrics. If nil, they are
