@@ -8,8 +8,8 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/sampleset"
 )
 
-// TestManifestExpiry publishes a set whose manifest is valid for 5 s
-// (`pkgpublish publish --valid 5s`: a master and edges whose clocks run
+// TestManifestExpiry publishes a set whose manifest is valid for 10 s
+// (`pkgpublish publish --valid 10s`: a master and edges whose clocks run
 // ahead see the same). What must hold: an edge that switched to it while
 // it was valid keeps serving it byte-correct after it expired, and both
 // its /healthz and the master's report degraded; a fresh edge started
@@ -25,7 +25,7 @@ func TestManifestExpiry(t *testing.T) {
 	edge := e.startEdge(t, e.path("cache1"), []string{master.url}, "--poll", "300ms")
 
 	bump(t, src, 18)
-	id := e.publishRemote(t, master.url, src, "--valid", "5s")
+	id := e.publishRemote(t, master.url, src, "--valid", "10s")
 	waitServing(t, edge.url, id)
 	m := e.manifest(t, master.url, testSet, id)
 	eventually(t, time.Minute, "the manifest to expire", func() bool { return time.Now().After(m.Expires) })

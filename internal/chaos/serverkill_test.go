@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,13 +72,26 @@ func TestMasterKilledDuringUpload(t *testing.T) {
 	old := e.publishRemote(t, master.url, src)
 	e.waitSet(t, master.url, old)
 
-	bump(t, src, 7)
+	if _, _, err := sampleset.Mutate(src, 0.5, 7); err != nil {
+		t.Fatal(err)
+	}
 	want := newObjects(t, root, src)
 	pub := start(t, bin("pkgpublish"), e.publishArgs(master.url, src, "--jobs", "1", "--retries", "0")...)
 	for !pub.exited() && countPresent(want) < 1 {
 		time.Sleep(time.Millisecond) // polling another process's disk
 	}
+	// Freeze the publisher so that the master dies mid-upload however fast
+	// the uploads go, then let it run into the dead master.
+	if err := pub.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if n := countPresent(want); n == len(want) {
+		t.Fatalf("all %d objects were uploaded before the publisher could be stopped", n)
+	}
 	master.p.kill()
+	if err := pub.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
 	if code := pub.wait(); code == 0 {
 		t.Fatalf("publish succeeded although its master was killed mid-upload")
 	}
