@@ -37,9 +37,20 @@ func envDuration(t testing.TB, name string, def time.Duration) time.Duration {
 // soakStats are the figures of a soak, safe for concurrent use.
 type soakStats struct {
 	requests, bytes, retried atomic.Int64
-	mu                       sync.Mutex // guards lat, failures
+	mu                       sync.Mutex // guards lat, failures, retries
 	lat                      []time.Duration
 	failures                 []string
+	retries                  map[string]int64 // why requests were retryable
+}
+
+func (s *soakStats) retry(why string) {
+	s.retried.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.retries == nil {
+		s.retries = map[string]int64{}
+	}
+	s.retries[why]++
 }
 
 func (s *soakStats) fail(format string, args ...any) {
@@ -160,6 +171,10 @@ func TestSoak(t *testing.T) {
 	}
 	fmt.Printf("soak: %v, %d sets published, %d requests (%d retryable 5xx/refused), %d MiB, p99 %v\n",
 		duration, len(published), st.requests.Load(), st.retried.Load(), st.bytes.Load()>>20, p99)
+	names := strings.NewReplacer(edge1.url, "edge1", edge2.url, "edge2")
+	for why, n := range st.retries {
+		fmt.Printf("soak: retryable: %s × %d\n", names.Replace(why), n)
+	}
 	for _, s := range []struct {
 		name string
 		s    *server
@@ -183,6 +198,21 @@ func TestSoak(t *testing.T) {
 	if len(published) < 2 {
 		t.Errorf("only %d sets published in %v", len(published), duration)
 	}
+}
+
+// connError names a connection error's kind.
+func connError(err error) string {
+	switch {
+	case strings.Contains(err.Error(), "refused"):
+		return "connection refused"
+	case strings.Contains(err.Error(), "reset"):
+		return "connection reset"
+	case strings.Contains(err.Error(), "EOF"):
+		return "connection closed"
+	case strings.Contains(err.Error(), "timeout"):
+		return "timeout"
+	}
+	return "connection error"
 }
 
 // soakClient is one pkg-like client of a mirror until stop is closed.
@@ -246,13 +276,13 @@ func soakGet(hc *http.Client, mirror, rel string, ms *manifests, st *soakStats, 
 	st.requests.Add(1)
 	resp, err := hc.Do(req)
 	if err != nil {
-		st.retried.Add(1) // refused or reset before an answer: pkg tries again
+		st.retry(mirror + " " + connError(err)) // refused or reset before an answer: pkg tries again
 		return setid.ID{}, false
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode >= 500:
-		st.retried.Add(1)
+		st.retry(fmt.Sprintf("%s %d", mirror, resp.StatusCode))
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return setid.ID{}, false
 	case resp.StatusCode == http.StatusNotFound:
