@@ -171,6 +171,7 @@ func TestPublishAPIAbuse(t *testing.T) {
 				t.Errorf("publisher %d exited %d:\n%s", i, c, tail(outs[i], 2000))
 			}
 		}
+		t.Logf("two concurrent publishers exited %v", codes)
 		if won == 0 {
 			t.Errorf("neither of two concurrent publishers won: %v", codes)
 		}
