@@ -133,6 +133,12 @@ func TestAptThroughEdge(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(state, "dl", "pkgcdn-hello_1.0_all.deb")); err != nil {
 				t.Fatalf("apt-get download did not fetch version 1.0: %v", err)
 			}
+			// The master serves the same repository to apt directly (apt asks
+			// a flat repository for "./Packages").
+			out = aptGet(t, filepath.Join(work, "apt-master"), s.masterURL+"/"+set, "update")
+			if strings.Contains(out, "Err:") || strings.Contains(out, "Hash Sum mismatch") {
+				t.Fatalf("apt-get update from the master:\n%s", out)
+			}
 
 			// A new set: version 2.0 replaces 1.0.
 			if err := os.Remove(filepath.Join(repo, filepath.Base(deb))); err != nil {

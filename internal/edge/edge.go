@@ -453,15 +453,18 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// as RFC 9110 14.2 allows, and send the plain file.
 		r.Header.Del("Range")
 	}
-	var err error
-	if encodedSeparator(r.URL) {
-		// An encoded "/", "\\" or NUL would name another file upstream than
-		// the path we validate and key by.
-		err = fmt.Errorf("%w: encoded separator in path", route.ErrNotFound)
-	} else if cleanURLPath(r.URL); e.manifestMode() {
-		err = e.serveManifestMode(w, r)
-	} else {
-		err = e.servePlain(w, r)
+	// An encoded "/", "\\" or NUL would name another file upstream than the
+	// path we validate and key by; "." segments name nothing.
+	p, err := route.CleanURL(r.URL)
+	if err == nil {
+		if p != r.URL.Path {
+			r.URL.Path, r.URL.RawPath = p, ""
+		}
+		if e.manifestMode() {
+			err = e.serveManifestMode(w, r)
+		} else {
+			err = e.servePlain(w, r)
+		}
 	}
 	if err != nil {
 		e.writeError(w, r, err)
@@ -569,36 +572,4 @@ func contentType(p string) string {
 		return "text/html; charset=utf-8"
 	}
 	return "application/octet-stream"
-}
-
-func encodedSeparator(u *url.URL) bool {
-	if u.RawPath == "" && strings.IndexByte(u.Path, 0) < 0 {
-		return false
-	}
-	raw := strings.ToLower(u.EscapedPath())
-	return strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%00") ||
-		strings.IndexByte(u.Path, 0) >= 0
-}
-
-// cleanURLPath drops "." segments from a request's path (checked for
-// encoded separators before).
-func cleanURLPath(u *url.URL) {
-	if strings.Contains(u.Path, "/.") {
-		if p := dropDotSegments(u.Path); p != u.Path {
-			u.Path, u.RawPath = p, ""
-		}
-	}
-}
-
-// dropDotSegments removes "." segments ("/debian/./Packages", as apt asks
-// for a flat repository's files): they name nothing, unlike "..", which
-// route and relpath refuse.
-func dropDotSegments(p string) string {
-	for strings.Contains(p, "/./") {
-		p = strings.ReplaceAll(p, "/./", "/")
-	}
-	if strings.HasSuffix(p, "/.") {
-		p = p[:len(p)-1]
-	}
-	return p
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/route"
 )
 
 func FuzzParseSize(f *testing.F) {
@@ -47,7 +49,7 @@ func FuzzPlainPath(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
-		q, err := cleanPlainPath(dropDotSegments(p))
+		q, err := cleanPlainPath(route.DropDotSegments(p))
 		if err != nil {
 			return
 		}

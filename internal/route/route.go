@@ -101,17 +101,42 @@ func Parse(p string, isSet func(name string) bool) (Target, error) {
 	return Target{}, fmt.Errorf("%w: no such set", ErrNotFound)
 }
 
-// ParseURL parses a request URL like Parse, and first refuses a path whose
-// escaped form hides a separator or a NUL ("%2f", "%5c", "%00"): decoded,
-// "a%2fb" would name "a/b", a different file than the client asked for.
+// ParseURL parses a request URL like Parse, after CleanURL.
 func ParseURL(u *url.URL, isSet func(name string) bool) (Target, error) {
-	if u.RawPath != "" || strings.IndexByte(u.Path, 0) >= 0 {
-		raw := strings.ToLower(u.EscapedPath())
-		if strings.Contains(raw, "%2f") || strings.Contains(raw, "%5c") || strings.Contains(raw, "%00") {
-			return Target{}, fmt.Errorf("%w: encoded separator in path", ErrNotFound)
-		}
+	p, err := CleanURL(u)
+	if err != nil {
+		return Target{}, err
 	}
-	return Parse(u.Path, isSet)
+	return Parse(p, isSet)
+}
+
+// CleanURL returns the decoded path of u with "." segments dropped (apt asks
+// for a flat repository's "./Packages"; "." names nothing, unlike "..", which
+// Parse refuses). It first refuses a path whose escaped form hides a
+// separator or a NUL ("%2f", "%5c", "%00"): decoded, "a%2fb" would name
+// "a/b", a different file than the client asked for. Errors wrap ErrNotFound.
+func CleanURL(u *url.URL) (string, error) {
+	if strings.ContainsAny(u.Path, "\\\x00") {
+		return "", fmt.Errorf("%w: backslash or NUL in path", ErrNotFound)
+	}
+	if u.RawPath != "" && strings.Contains(strings.ToLower(u.EscapedPath()), "%2f") {
+		return "", fmt.Errorf("%w: encoded separator in path", ErrNotFound)
+	}
+	return DropDotSegments(u.Path), nil
+}
+
+// DropDotSegments removes the "." segments of a slash-separated path.
+func DropDotSegments(p string) string {
+	if !strings.Contains(p, "/.") {
+		return p
+	}
+	for strings.Contains(p, "/./") {
+		p = strings.ReplaceAll(p, "/./", "/")
+	}
+	if strings.HasSuffix(p, "/.") {
+		p = p[:len(p)-1]
+	}
+	return p
 }
 
 func parseInternal(rest string) (Target, error) {

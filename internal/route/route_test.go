@@ -255,3 +255,35 @@ func BenchmarkParseManySegments(b *testing.B) {
 		_, _ = Parse(p, isTestSet)
 	}
 }
+
+func TestCleanURL(t *testing.T) {
+	tests := []struct {
+		name, raw, want string
+		ok              bool
+	}{
+		{"plain", "/a/b.pkg", "/a/b.pkg", true},
+		{"apt flat repo", "/debian/e2e/./Packages", "/debian/e2e/Packages", true},
+		{"repeated dot segments", "/a/././b", "/a/b", true},
+		{"trailing dot", "/a/.", "/a/", true},
+		{"dot-dot kept for Parse to refuse", "/a/../b", "/a/../b", true},
+		{"dotfile kept", "/a/.hidden", "/a/.hidden", true},
+		{"encoded slash", "/a%2fb", "", false},
+		{"encoded backslash", "/a%5Cb", "", false},
+		{"encoded NUL", "/a%00b", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, err := url.Parse(tt.raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := CleanURL(u)
+			if (err == nil) != tt.ok || got != tt.want {
+				t.Errorf("CleanURL(%q) = %q, %v; want %q, ok=%v", tt.raw, got, err, tt.want, tt.ok)
+			}
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Errorf("CleanURL(%q) error %v does not wrap ErrNotFound", tt.raw, err)
+			}
+		})
+	}
+}
