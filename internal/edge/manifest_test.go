@@ -426,6 +426,28 @@ func TestExpiredManifestNotSwitchedTo(t *testing.T) {
 	}
 }
 
+// TestRefusedSetKeepsServedSETS: an edge that refuses a set named by the
+// upstream's SETS must not re-serve that SETS, or downstream edges would be
+// told of a set ID this edge does not serve.
+func TestRefusedSetKeepsServedSETS(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	m.publish(testSet, map[string]string{"a": "1"})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	_, before := mustGet(t, e.srv.URL, "/.pkgcdn/sets", http.StatusOK)
+	m.publish(testSet, map[string]string{"a": "2"}, publishOpts{expires: time.Now().Add(-time.Hour).Truncate(time.Second)})
+	e.refresh(t)
+	_, after := mustGet(t, e.srv.URL, "/.pkgcdn/sets", http.StatusOK)
+	if string(after) != string(before) {
+		t.Errorf("edge re-served the upstream SETS naming a refused set:\n%s\nwant the previous:\n%s", after, before)
+	}
+	if _, b := mustGet(t, e.srv.URL, "/"+testSet+"/a", http.StatusOK); string(b) != "1" {
+		t.Errorf("served %q, want the last good set's %q", b, "1")
+	}
+}
+
 func TestExpiredLiveManifestServedDegraded(t *testing.T) {
 	t.Parallel()
 	s, v := testKeys(t)

@@ -41,7 +41,7 @@ func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 	snap := e.snap.Load() // once: the whole request is answered from one set
 	t, err := route.ParseURL(r.URL, snap.isKnown)
 	if err != nil {
-		if snap.setsData == nil && !strings.HasPrefix(r.URL.Path, route.Prefix) {
+		if snap.setsData == nil && snap.upstream == nil && !strings.HasPrefix(r.URL.Path, route.Prefix) {
 			// No verified SETS yet (first start, upstream unreachable): we
 			// cannot say a path is not in its set. 404 would stop pkg's
 			// failover to the next mirror; 503 does not.

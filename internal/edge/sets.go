@@ -236,10 +236,12 @@ func (e *Edge) refresh(ctx context.Context) error {
 	}
 	now := e.now()
 	var switched []string
+	refused := false
 	for _, ent := range sets {
 		st, err := e.advance(ctx, cur.sets[ent.Set], ent, now)
 		if err != nil {
 			e.log.Warn("set not switched", "set", ent.Set, "set_id", ent.ID.String(), "err", err)
+			refused = true
 			continue
 		}
 		if st != nil {
@@ -247,7 +249,12 @@ func (e *Edge) refresh(ctx context.Context) error {
 			switched = append(switched, ent.Set)
 		}
 	}
-	setsChanged := !bytes.Equal(data, cur.setsData)
+	// The edge re-serves the upstream's signed SETS only if it serves every
+	// set at the ID that SETS names: it cannot sign a SETS of its own, and
+	// a SETS naming a refused (rolled back, expired, forged) set would tell
+	// downstream edges to fetch a set this edge does not serve. Until every
+	// set advances, downstream keeps the previous SETS, which matches.
+	setsChanged := !bytes.Equal(data, cur.setsData) && !refused
 	if setsChanged {
 		if err := e.persistSets(data, sig); err != nil {
 			return err
