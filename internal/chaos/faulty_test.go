@@ -37,12 +37,13 @@ const (
 	fault404              // 404 for an object the manifest lists
 	faultRefuse           // the connection is closed before any answer
 	faultGate             // right answer, but the second half waits for release()
+	faultMore             // Content-Length right, 100 junk bytes after the body
 )
 
 func (f fault) String() string {
 	return [...]string{"none", "close mid-file", "stall before headers", "stall mid-file", "wrong bytes (end)",
 		"wrong bytes (start)", "longer than the object", "fewer bytes than Content-Length", "short Content-Length",
-		"500", "503", "404", "connection refused", "gated"}[f]
+		"500", "503", "404", "connection refused", "gated", "more bytes than Content-Length"}[f]
 }
 
 // faulty is an HTTP upstream written for the tests: it passes everything to
@@ -171,6 +172,8 @@ func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		n = len(body)
 	case faultFewer:
 		body = body[:n-100]
+	case faultMore:
+		body = append(body, strings.Repeat("J", 100)...)
 	case faultCloseMid, faultStallMid:
 		body = body[:n/2]
 	case faultGate:
