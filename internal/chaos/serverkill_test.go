@@ -104,7 +104,10 @@ func TestMasterKilledDuringUpload(t *testing.T) {
 	if got, _ := e.checkServed(t, master.url); got != id {
 		t.Errorf("after the rerun the master serves %s, want %s", got, id)
 	}
-	e.verifyRoot(t, root)
+	e.gcClean(t, root)
+	if got, _ := e.checkServed(t, master.url); got != id {
+		t.Errorf("after gc the master serves %s, want %s", got, id)
+	}
 }
 
 // TestMasterKilledDuringServing kills the master with SIGKILL while 16
