@@ -184,10 +184,12 @@ func TestEdgeRefusesForgedSetsAndManifests(t *testing.T) {
 			eventually(t, 30*time.Second, "the edge to refuse "+tc.name, func() bool {
 				return metric(t, edge, "pkgcdn_edge_verify_failures_total") > before
 			})
-			// Files are still answered from the last good set. (The edge's own
-			// /.pkgcdn/sets is not checked here: it republishes the refused
-			// upstream SETS — bug in internal/edge/sets.go refresh, see
-			// MATRIX.md "Known bugs".)
+			// The edge's SETS still names the last good set (downstream edges
+			// follow it), and files are answered from that set.
+			s, _ := p.e.sets(t, edge.url)
+			if ent, _ := s.Lookup(testSet); ent.ID != p.m.ID {
+				t.Errorf("after %s the edge's SETS names %s, want %s", tc.name, ent.ID, p.m.ID)
+			}
 			if r := get(t, fileURL(edge.url, testSet, sampleset.MetaConf)); r.header.Get("X-Pkgcdn-Set-Id") != p.m.ID.String() {
 				t.Errorf("after %s the edge serves set %q, want %s", tc.name, r.header.Get("X-Pkgcdn-Set-Id"), p.m.ID)
 			}
