@@ -176,12 +176,14 @@ func TestEdgeFailsOverBetweenUpstreams(t *testing.T) {
 func TestEdgeUpstreamDown(t *testing.T) {
 	t.Parallel()
 	p := publishSet(t, 11, 30, 3*sampleset.MiB)
-	edge := p.e.startEdge(t, p.e.path("cache"), []string{p.master.url}, "--prefetch", "-1", "--first-byte-timeout", "2s")
+	edge := p.e.startEdge(t, p.e.path("cache"), []string{p.master.url}, "--prefetch", "-1")
 	p.e.waitSet(t, edge.url, p.m.ID)
 	ents := p.bySize()
 	cached, uncached := ents[:len(ents)/2], ents[len(ents)/2:]
 	for _, ent := range cached {
-		checkNotBad(t, "filling", get(t, fileURL(edge.url, testSet, ent.Path)), ent)
+		if r := get(t, fileURL(edge.url, testSet, ent.Path)); !checkNotBad(t, "filling", r, ent) {
+			t.Fatalf("filling %s: status %d", ent.Path, r.status)
+		}
 	}
 	p.master.p.kill()
 	for _, ent := range cached {
