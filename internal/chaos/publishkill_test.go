@@ -47,6 +47,9 @@ func needStrace(t testing.TB) string {
 	if err != nil {
 		t.Fatal("strace(1) not found: the kill-at-each-step tests need it (apt-get install strace; scripts/test-deps.sh)")
 	}
+	if out, err := exec.Command(p, "-f", "-qq", "-o", "/dev/null", "true").CombinedOutput(); err != nil {
+		t.Fatalf("strace cannot trace here (ptrace not permitted? run as root, or give the container CAP_SYS_PTRACE): %v: %s", err, out)
+	}
 	return p
 }
 
