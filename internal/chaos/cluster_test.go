@@ -204,24 +204,6 @@ func (e *env) live(t testing.TB, base string) *manifest.Manifest {
 	return m
 }
 
-// checkSet fetches every file of m through base and compares size and
-// sha256: the set as a client sees it is whole and byte-correct.
-func checkSet(t testing.TB, base string, m *manifest.Manifest) {
-	t.Helper()
-	b, _ := url.Parse(base)
-	for _, ent := range m.Entries {
-		u := route.FileURL(b, m.Set, ent.Path)
-		r := do(http.MethodGet, u, nil)
-		if r.err != nil || r.status != http.StatusOK {
-			t.Errorf("set %s: GET %s: status %d, err %v", m.ID, u, r.status, r.err)
-			continue
-		}
-		if got := digest.Sum(r.body); got != ent.SHA256 || int64(len(r.body)) != ent.Size {
-			t.Errorf("set %s: GET %s: %d bytes sha256 %s, want %d bytes %s", m.ID, u, len(r.body), got, ent.Size, ent.SHA256)
-		}
-	}
-}
-
 // waitSet blocks until base's SETS lists testSet at id or newer, by
 // long-polling /.pkgcdn/sets (no sleeping).
 func (e *env) waitSet(t testing.TB, base string, id setid.ID) {
