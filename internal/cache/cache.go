@@ -24,6 +24,10 @@
 // missed are adopted, a Meta without data is removed. A data file only ever appears under its
 // final name after its bytes were fsynced and verified, so nothing partial or
 // wrong is served after any crash.
+//
+// Fills that complete together are committed together (see "Group commit"
+// in disk.go): they share their fsyncs, so many small fills cost a few
+// durability barriers, not four each.
 package cache
 
 import (
@@ -106,11 +110,13 @@ type Config struct {
 	// raised to at least 2*HoldBack+256 KiB. A fill of known size smaller
 	// than the window takes only its size.
 	PassThroughBytes int64
-	// Fault, if set, is called before each disk step of a fill ("create",
-	// "write", "sync", "meta", "rename"; and "remove", between the unlinks of
-	// an evicted entry, where its error is ignored) and may return an error
-	// to inject a failure (e.g. syscall.ENOSPC) or kill the process.
-	// Production leaves it nil.
+	// Fault, if set, is called before each disk step of a fill ("create"
+	// its temp file, "write" a chunk, "sync": prepare its commit), of a
+	// commit batch ("meta": rename the Metas into place, "rename": the data
+	// files; an error there fails the whole batch), and "remove", between
+	// the unlinks of an evicted entry, where its error is ignored. It may
+	// return an error to inject a failure (e.g. syscall.ENOSPC) or kill the
+	// process. Production leaves it nil.
 	Fault func(step string) error
 }
 
@@ -135,19 +141,29 @@ type Cache struct {
 
 	ctx    context.Context // lives until Close; fills derive from it
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup // fill goroutines
+	wg     sync.WaitGroup // fill goroutines, fills queued for commit, the committer
 	lock   *os.File       // flock on Dir/lock; nil where unsupported
+	fs     *os.File       // objects/, open: syncfs (Linux) goes through it
+	// fsErrors counts the syncfs calls that reported an error. syncfs
+	// reports a writeback error once, to whichever batch syncs next, so a
+	// fill whose temp file existed when the count moved may have lost
+	// bytes to it: that fill is not kept.
+	fsErrors atomic.Uint64
+
+	cmu        sync.Mutex      // guards queue and committing
+	queue      []*commitTicket // fills to keep, prepared, waiting for the committer
+	committing bool            // a committer goroutine runs
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
 	idx      map[Key]int32
 	ents     []entry
 	free     []int32
-	head     int32 // most recently used; -1 if empty
-	tail     int32 // least recently used; -1 if empty
-	used     int64 // bytes of complete entries
-	reserved int64 // bytes reserved by fills in flight
-	fills    map[Key]*fill
+	head     int32         // most recently used; -1 if empty
+	tail     int32         // least recently used; -1 if empty
+	used     int64         // bytes of complete entries
+	reserved int64         // bytes reserved by fills in flight
+	fills    map[Key]*fill // a kept fill stays here until committed
 	jr       *journal
 	metas    map[Key]Meta // decoded sidecars of recently read entries, up to metaCacheLen
 	metaGen  uint64       // bumped by every Meta write or entry removal
@@ -251,15 +267,23 @@ func (c *Cache) openDir() (dirty bool, err error) {
 	if err := c.prepareDirs(); err != nil {
 		return false, err
 	}
+	if c.fs, err = os.Open(c.objDir); err != nil {
+		return false, err
+	}
 	return c.open()
 }
 
+// unlock releases the directory: its flock and the fd syncfs goes through.
 func (c *Cache) unlock() error {
-	if c.lock == nil {
-		return nil
+	var err error
+	if c.fs != nil {
+		err = c.fs.Close()
+		c.fs = nil
 	}
-	err := c.lock.Close()
-	c.lock = nil
+	if c.lock != nil {
+		err = errors.Join(err, c.lock.Close())
+		c.lock = nil
+	}
 	return err
 }
 

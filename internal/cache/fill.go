@@ -45,8 +45,9 @@ type fill struct {
 	cancel context.CancelCauseFunc
 
 	// Owned by the fill goroutine.
-	keep     bool  // bytes go to the temp file and will be committed
-	reserved int64 // bytes counted in c.reserved (changed under c.mu)
+	keep     bool   // bytes go to the temp file and will be committed
+	reserved int64  // bytes counted in c.reserved (changed under c.mu)
+	fsErrors uint64 // c.fsErrors when the temp file was created
 
 	mu         sync.Mutex    // guards everything below
 	changed    chan struct{} // closed and replaced whenever readers may progress
@@ -139,8 +140,9 @@ func (f *fill) join() *Stream {
 	return s
 }
 
+// run is the fill's goroutine. Its count in c.wg is released by finish,
+// or, for a fill to keep, by the committer once the fill is retired.
 func (f *fill) run(ctx context.Context) {
-	defer f.c.wg.Done()
 	f.finish(f.fetch(ctx))
 }
 
@@ -255,6 +257,7 @@ func (f *fill) createTemp() error {
 	if err := f.c.fault("create"); err != nil {
 		return err
 	}
+	f.fsErrors = f.c.fsErrors.Load()
 	file, err := os.CreateTemp(f.c.tmpDir, f.key.String()+".*")
 	if err != nil {
 		return err
@@ -420,8 +423,8 @@ func (f *fill) wakeWriterLocked() {
 	}
 }
 
-// finish publishes the outcome to the readers, commits a verified temp file
-// and retires the fill.
+// finish publishes the outcome to the readers and either queues a verified
+// fill to keep for the committer or retires the fill at once.
 func (f *fill) finish(err error) {
 	c := f.c
 	f.mu.Lock()
@@ -436,39 +439,61 @@ func (f *fill) finish(err error) {
 	}
 	f.setLimitLocked()
 	f.broadcastLocked()
-	meta, size, file := f.meta, f.written, f.file
+	meta, file := f.meta, f.file
 	f.mu.Unlock()
 
-	// Verified bytes are already released to the readers; the commit's
-	// fsyncs only decide whether they are kept.
-	committed := false
+	// Verified bytes are released to the readers now; the commit only
+	// decides whether they are kept, and it shares its barriers with the
+	// other fills that complete meanwhile (see "Group commit" in disk.go).
 	if err == nil && f.keep {
-		if cerr := c.commit(f.key, file, meta); cerr != nil {
-			c.st.diskErrors.Add(1)
-			c.log.Warn("cache commit", "sha256", f.key.String(), "err", cerr)
-		} else {
-			committed = true
+		t, cerr := c.prepareCommit(f, file, meta)
+		if cerr == nil {
+			c.enqueueCommit(t)
+			return
 		}
+		c.st.diskErrors.Add(1)
+		c.log.Warn("cache commit", "sha256", f.key.String(), "err", cerr)
 	}
 	c.mu.Lock()
+	f.retireLocked(false, false)
+	c.mu.Unlock()
+	f.end(err, false)
+	c.wg.Done()
+}
+
+// retireLocked takes f out of c.fills and returns its reservation; if
+// committed, its bytes become the entry for f.key. Else, if placed, a
+// commit failed midway and what it put under objects/ is removed: no entry
+// may be left half in place. No other fill of this key can commit
+// meanwhile (f was still the key's only flight). c.mu is held.
+func (f *fill) retireLocked(committed, placed bool) {
+	c := f.c
 	if c.fills[f.key] == f {
 		delete(c.fills, f.key)
 	}
 	c.reserved -= f.reserved
 	f.reserved = 0
-	if committed {
+	switch {
+	case committed:
+		f.mu.Lock()
+		size := f.written
+		f.mu.Unlock()
 		c.insertLocked(f.key, size)
 		c.journalLocked(opAdd, f.key, size)
-		c.evictLocked()
-	} else if err == nil && f.keep {
-		// A commit that failed between its renames: no entry may be
-		// left half in place. No other fill of this key can commit
-		// meanwhile (this one was the key's only storing flight).
+	case placed:
 		if rerr := errors.Join(removeIfExists(c.dataPath(f.key)), removeIfExists(c.metaPath(f.key))); rerr != nil {
 			c.log.Warn("cache remove", "sha256", f.key.String(), "err", rerr)
 		}
 	}
-	c.mu.Unlock()
+}
+
+// end counts the outcome of a retired fill and drops the fill goroutine's
+// reference; the temp file goes unless committed.
+func (f *fill) end(err error, committed bool) {
+	c := f.c
+	f.mu.Lock()
+	file := f.file
+	f.mu.Unlock()
 	if file != nil && !committed {
 		_ = os.Remove(file.Name()) // best effort: New empties tmp/
 	}
