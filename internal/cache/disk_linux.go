@@ -103,6 +103,8 @@ func parseRelease(s string) (major, minor int, ok bool) {
 		return 0, 0, false
 	}
 	s = s[1:]
-	minor, ok = num()
-	return major, minor, ok
+	if minor, ok = num(); !ok {
+		return 0, 0, false
+	}
+	return major, minor, true
 }
