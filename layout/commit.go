@@ -47,9 +47,13 @@ type Commit struct {
 //   - SetsData byte-equal to the SETS on disk (empty if none) with this set's
 //     entry replaced by (set, ID, sha256 of ManifestData), else
 //     ErrSetsChanged;
-//   - every object of the manifest present, else *MissingObjectsError.
+//   - every object of the manifest present, else *MissingObjectsError,
+//     after Recover removed the objects a writer that died may have left
+//     partial (they are then among the missing: send them again).
 //
-// Then it builds staging/<set>-<ID>/ with hardlinks into objects/ and
+// Then it makes the objects the set references durable (one syncfs(2) on
+// Linux; PutObject does not fsync), builds staging/<set>-<ID>/ with
+// hardlinks into objects/ and
 // .pkgcdn/manifest{,.minisig}, fsyncs it, renames it to sets/<set>/<ID>,
 // swaps `current` to it and writes SETS and SETS.minisig. A reader sees the
 // old set or the new one, complete. A crash at any step leaves the live set
@@ -177,25 +181,47 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		if !bytes.Equal(old, c.ManifestData) {
 			return fmt.Errorf("%w: %s exists with a different manifest", ErrConflict, final)
 		}
+		// The crashed run synced the objects; this one may hold a marker
+		// for the same objects, put again: sync what it wrote and drop it.
+		if err := r.syncObjects(ctx, nil); err != nil {
+			return err
+		}
 		return writeIfChanged(filepath.Join(final, filepath.FromSlash(ManifestSigFile)), c.ManifestSig, 0o444)
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	var missing []digest.SHA256
+	// Objects a writer that died may have left partial go first, so that
+	// they count as missing (Lock did this already, unless that writer
+	// died since).
+	if _, err := r.Recover(ctx); err != nil {
+		return err
+	}
+	// fresh: the referenced objects no set holds yet, which may not be on
+	// disk yet (PutObject does not fsync).
+	var missing, fresh []digest.SHA256
 	seen := make(map[digest.SHA256]bool)
 	for _, e := range m.Entries {
 		if seen[e.SHA256] {
 			continue
 		}
 		seen[e.SHA256] = true
-		if _, err := os.Lstat(r.ObjectPath(e.SHA256)); errors.Is(err, fs.ErrNotExist) {
+		fi, err := os.Lstat(r.ObjectPath(e.SHA256))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
 			missing = append(missing, e.SHA256)
-		} else if err != nil {
+		case err != nil:
 			return err
+		case linkCount(fi) <= 1: // 0: unknown, so sync it
+			fresh = append(fresh, e.SHA256)
 		}
 	}
 	if len(missing) > 0 {
 		return &MissingObjectsError{Missing: missing}
+	}
+	// Every object the set will hold must be on disk before the set can
+	// become visible: one batched barrier here instead of one per object.
+	if err := r.syncObjects(ctx, fresh); err != nil {
+		return err
 	}
 
 	staging := filepath.Join(r.Dir, stagingDir, stagingName(m.Set, m.ID))

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,3 +174,70 @@ func setHooks(t testing.TB, f func(step string) error) {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, ErrNotFound) }
+
+// dieUnsynced makes r look like the Root of a process that died with
+// un-synced objects: its marker stays on disk, its flock is released.
+func dieUnsynced(t testing.TB, r *Root) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.marker == nil {
+		t.Fatal("dieUnsynced: r holds no marker")
+	}
+	if err := r.marker.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.marker, r.written = nil, nil
+}
+
+// markers returns the names of the un-synced markers in r.
+func markers(t testing.TB, r *Root) []string {
+	t.Helper()
+	ents, err := os.ReadDir(r.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), markerPrefix) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// damage does to the object file at path what a power loss may do to a
+// file written without fsync.
+func damage(t testing.TB, path, how string) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	switch how {
+	case "truncated":
+		var fi os.FileInfo
+		if fi, err = os.Stat(path); err == nil {
+			err = os.Truncate(path, fi.Size()/2)
+		}
+	case "empty":
+		err = os.Truncate(path, 0)
+	case "zeroed":
+		var b []byte
+		if b, err = os.ReadFile(path); err == nil {
+			err = os.WriteFile(path, make([]byte, len(b)), 0o644)
+		}
+	case "lost":
+		err = os.Remove(path)
+	default:
+		t.Fatalf("damage %q?", how)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if how != "lost" {
+		if err := os.Chmod(path, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,8 @@
 //
 //	ROOT/
 //	  .lock                               flock(2) of publishers; holds "pid N since T"
+//	  .unsynced-<pid>-<random>            a writer's objects may not be on disk yet
+//	                                      (flocked by it; see durable.go)
 //	  objects/sha256/ab/ab12…             every file ever published, stored once, mode 0444
 //	  sets/<set name>/<set ID>/           one published set: hardlinks into objects/
 //	      .pkgcdn/manifest                the set's manifest (zstd), and
@@ -18,7 +20,8 @@
 // directory under sets/. Every name and path is validated (setid.ValidateName,
 // relpath.Validate, plus the rule of ValidateSetName) before it is joined to
 // a directory. Every file another process may read is written to a temp file,
-// fsynced, renamed into place, and its directory fsynced.
+// fsynced, renamed into place, and its directory fsynced; except objects,
+// which Commit makes durable in one batch before a set references them.
 //
 // Readers (Live, SetIDs, SetNames, FilePath, Manifest, Sets, HasObject,
 // Verify) are safe for concurrent use with each other and with one writer.
@@ -34,6 +37,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/relpath"
@@ -88,6 +92,20 @@ func (e *MissingObjectsError) Error() string {
 type Root struct {
 	// Dir is the root directory, as given to Open.
 	Dir string
+
+	// mu guards the un-synced objects state of this Root (see durable.go).
+	mu sync.Mutex
+	// marker is this Root's objects/.unsynced-* file, flocked while it
+	// exists; nil if no object was written since the last sync.
+	marker *os.File
+	// written lists the objects this Root linked into objects/ since marker
+	// was created: what a sync without syncfs(2) must fsync.
+	written []digest.SHA256
+	// inflight counts putObject calls between marker check and link;
+	// started counts every putObject that began, so a Commit can tell that
+	// none began during its sync.
+	inflight int
+	started  uint64
 }
 
 // Open opens the root at dir, which must exist, creating objects/sha256,

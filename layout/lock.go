@@ -2,6 +2,7 @@ package layout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -15,7 +16,9 @@ import (
 // error wrapping ErrLocked that names the holder ("held by pid N since T").
 // The lock dies with its process, so a crashed publisher never leaves it
 // held. unlock releases it; call it exactly once. Lock is not reentrant: a
-// second Lock of the same root waits, also in the same process.
+// second Lock of the same root waits, also in the same process. Once it
+// holds the lock, Lock runs Recover, so that after a power loss HasObject
+// never reports an object a dead writer left partial to the holder.
 func (r *Root) Lock(ctx context.Context) (unlock func() error, err error) {
 	path := filepath.Join(r.Dir, lockFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
@@ -55,7 +58,7 @@ func (r *Root) Lock(ctx context.Context) (unlock func() error, err error) {
 	if err := f.Truncate(0); err == nil {
 		_, _ = f.WriteAt([]byte(info), 0) // only the error message of others uses it
 	}
-	return func() error {
+	unlock = func() error {
 		_ = f.Truncate(0) // stale holder text would only mislead an error message
 		err := unlockFile(f)
 		if cerr := f.Close(); err == nil {
@@ -65,7 +68,15 @@ func (r *Root) Lock(ctx context.Context) (unlock func() error, err error) {
 			return fmt.Errorf("unlock %s: %w", path, err)
 		}
 		return nil
-	}, nil
+	}
+	// Objects a writer that died (a power loss) may have left partial are
+	// checked before the holder can ask HasObject about them. The check
+	// is bounded work that must not restart from scratch on every retry
+	// of a caller with a short ctx (the lock wait).
+	if _, err := r.Recover(context.WithoutCancel(ctx)); err != nil {
+		return nil, errors.Join(fmt.Errorf("lock: %w", err), unlock())
+	}
+	return unlock, nil
 }
 
 // readHolder returns the holder text of a lock file, or "an unknown process".

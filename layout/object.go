@@ -43,7 +43,10 @@ func (r *Root) HasObject(d digest.SHA256) (bool, error) {
 
 // PutObject stores the object d of size bytes read from src. It writes a temp
 // file next to the object, verifying sha256 and size while writing
-// (digest.Verifier), then fsyncs it, makes it 0444 and links it into place.
+// (digest.Verifier), makes it 0444 and links it into place. It does not
+// fsync the object: the Commit that first references it does, for a whole
+// batch at once (see durable.go for why a crash still never lets a set
+// reference a partial object).
 // On a mismatch it returns *digest.MismatchError or *digest.SizeError and
 // keeps nothing. An object already present returns nil without reading src.
 // PutObject needs no Lock and is safe for concurrent use, also for one object.
@@ -121,9 +124,9 @@ func (r *Root) putObject(d digest.SHA256, size int64, write func(*os.File) error
 	if err := faultHook("object-written"); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
+	// No f.Sync and no directory fsync after the link: Commit makes the
+	// objects it references durable (syncObjects), and Recover checks
+	// what a writer that died may have left partial.
 	if err := f.Chmod(0o444); err != nil {
 		return err
 	}
@@ -132,16 +135,22 @@ func (r *Root) putObject(d digest.SHA256, size int64, write func(*os.File) error
 	if cerr != nil {
 		return cerr
 	}
+	// The marker before the link: from here on this Root may leave an
+	// object in objects/ that is not on disk yet. (A temp file never
+	// linked is GC's business, whatever it holds.)
+	if err := r.beginPut(); err != nil {
+		return err
+	}
+	linked := false
+	defer func() { r.endPut(d, linked) }()
 	if err := faultHook("object-link"); err != nil {
 		return err
 	}
 	if err := os.Link(tmp, final); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
-	if err := os.Remove(tmp); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	linked = true
+	return os.Remove(tmp)
 }
 
 func ignoreNotExist(err error) error {
