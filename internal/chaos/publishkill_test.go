@@ -129,6 +129,18 @@ func (e *env) checkServed(t testing.TB, base string) (setid.ID, bool) {
 	return setid.ID{}, false
 }
 
+// waitSetsVerify waits until base serves a SETS whose signature verifies:
+// a publish that repaired SETS on disk reaches the master at its next poll.
+func (e *env) waitSetsVerify(t testing.TB, base string) {
+	t.Helper()
+	eventually(t, 30*time.Second, base+" to serve a SETS that verifies", func() bool {
+		r := do(http.MethodGet, base+"/.pkgcdn/sets", nil)
+		sig := do(http.MethodGet, base+"/.pkgcdn/sets.minisig", nil)
+		_, err := manifest.OpenSets(r.body, sig.body, e.verifier)
+		return err == nil
+	})
+}
+
 // servedID returns the live set a response was answered under and the set
 // whose file it is (they differ for a path the live set dropped, served
 // from an older set for grace: X-Pkgcdn-Grace names the live one).
@@ -303,6 +315,7 @@ func TestPublishKilledLocalAtEachStep(t *testing.T) {
 			}
 			id := parseID(t, run(t, pub(src)[0], pub(src)[1:]...))
 			e.waitSet(t, master.url, id)
+			e.waitSetsVerify(t, master.url)
 			if got, ok := e.checkServed(t, master.url); got != id || !ok {
 				t.Errorf("after the rerun the master serves %s (SETS verifies: %v), want %s", got, ok, id)
 			}
@@ -332,6 +345,7 @@ func TestPublishKilledLocalAtEachStep(t *testing.T) {
 			}
 			id := parseID(t, run(t, pub(src)[0], pub(src)[1:]...))
 			e.waitSet(t, master.url, id)
+			e.waitSetsVerify(t, master.url)
 			if got, ok := e.checkServed(t, master.url); got != id || !ok {
 				t.Errorf("after the rerun the master serves %s (SETS verifies: %v), want %s", got, ok, id)
 			}
@@ -344,6 +358,7 @@ func TestPublishKilledLocalAtEachStep(t *testing.T) {
 		t.Errorf("staging after gc: %v", left)
 	}
 	e.gcClean(t, root)
+	e.waitSetsVerify(t, master.url)
 	if _, ok := e.checkServed(t, master.url); !ok {
 		t.Errorf("after gc the master's SETS does not verify")
 	}
@@ -379,6 +394,7 @@ func TestPublishKilledRemoteAtEachStep(t *testing.T) {
 		}
 		id := parseID(t, run(t, bin("pkgpublish"), args()...))
 		e.waitSet(t, master.url, id)
+		e.waitSetsVerify(t, master.url)
 		if got, ok := e.checkServed(t, master.url); got != id || !ok {
 			t.Errorf("after the rerun the master serves %s (SETS verifies: %v), want %s", got, ok, id)
 		}
@@ -437,6 +453,7 @@ func TestPublishKilledRemoteAtEachStep(t *testing.T) {
 		t.Errorf("staging after gc: %v", left)
 	}
 	e.gcClean(t, root)
+	e.waitSetsVerify(t, master.url)
 	if _, ok := e.checkServed(t, master.url); !ok {
 		t.Errorf("after gc the master's SETS does not verify")
 	}
