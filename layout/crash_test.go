@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
+	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
 
@@ -23,6 +26,7 @@ import (
 const (
 	crashDirEnv  = "LAYOUT_CRASH_DIR"
 	crashStepEnv = "LAYOUT_CRASH_STEP"
+	crashNameEnv = "LAYOUT_CRASH_NAME" // the name of step K in the reference run
 )
 
 // crashFiles are where the parent leaves the Commit for the child.
@@ -56,8 +60,14 @@ func crashChild(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	n := 0
-	setHooks(t, func(string) error {
+	setHooks(t, func(step string) error {
 		if n++; n == k {
+			if want := os.Getenv(crashNameEnv); step != want {
+				// The child's steps are not the reference run's: the
+				// crash would not hit the step the parent names.
+				fmt.Fprintf(os.Stderr, "step %d is %s, want %s\n", k, step, want)
+				os.Exit(3)
+			}
 			os.Exit(137) // no deferred cleanup runs: as good as SIGKILL
 		}
 		return nil
@@ -66,6 +76,7 @@ func crashChild(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	putAll(t, r, dir)
 	if err := commit(t, r, newKeys(t, dir), readCommit(t, dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -73,9 +84,70 @@ func crashChild(t *testing.T, dir string) {
 }
 
 // crashScenario prepares a root in dir and returns the Commit to crash.
+// With upload, the objects of the Commit that no set holds are taken out of
+// the root again, and the child puts them (PutObject) before it commits,
+// as a publisher does, so that the crash also hits PutObject's steps.
 type crashScenario struct {
-	name  string
-	setup func(t *testing.T, r *Root, k keys) (c Commit, old []setid.ID)
+	name   string
+	upload bool
+	setup  func(t *testing.T, r *Root, k keys) (c Commit, old []setid.ID)
+}
+
+// uploadDir is where unput leaves the objects a child uploads.
+const uploadDir = "upload"
+
+// unput moves the objects of c that no set holds out of r, into dir/upload,
+// and drops r's marker, so that the upload makes a new one in the reference
+// run as in the child.
+func unput(t *testing.T, r *Root, c Commit, dir string) {
+	t.Helper()
+	if err := r.syncObjects(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if m := markers(t, r); len(m) != 0 {
+		t.Fatalf("markers after a sync = %v, want none", m)
+	}
+	if err := os.Mkdir(filepath.Join(dir, uploadDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range c.Manifest.Entries {
+		p := r.ObjectPath(e.SHA256)
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if linkCount(fi) != 1 {
+			continue
+		}
+		if err := os.Rename(p, filepath.Join(dir, uploadDir, e.SHA256.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// putAll puts the objects unput left in dir/upload into r, in name order.
+func putAll(t *testing.T, r *Root, dir string) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, uploadDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		d, err := digest.Parse(e.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, uploadDir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := r.PutObject(d, int64(len(b)), bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 var (
@@ -84,16 +156,35 @@ var (
 )
 
 var crashScenarios = []crashScenario{
-	{"first publish", func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
+	{"first publish", false, func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
 		mustCommit(t, r, k, newCommit(t, r, k, "other", crashID1, setid.ID{}, files{"x": "other"}))
 		return newCommit(t, r, k, set1, crashID1, setid.ID{}, files{"All/a.pkg": "a", "meta.conf": "m"}), nil
 	}},
-	{"next publish", func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
+	{"next publish", false, func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
 		mustCommit(t, r, k, newCommit(t, r, k, "other", crashID1, setid.ID{}, files{"x": "other"}))
 		mustCommit(t, r, k, newCommit(t, r, k, set1, crashID1, setid.ID{},
 			files{"All/a.pkg": "a1", "All/b.pkg": "b", "meta.conf": "m", "packagesite.pkg": "p1"}))
 		return newCommit(t, r, k, set1, crashID2, crashID1,
 			files{"All/a.pkg": "a2", "All/Hashed/c~1.pkg": "c", "meta.conf": "m", "packagesite.pkg": "p2"}), []setid.ID{crashID1}
+	}},
+	{"next publish with upload", true, func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
+		mustCommit(t, r, k, newCommit(t, r, k, set1, crashID1, setid.ID{}, files{"All/a.pkg": "a1", "meta.conf": "m"}))
+		return newCommit(t, r, k, set1, crashID2, crashID1,
+			files{"All/a.pkg": "a2", "All/b.pkg": "b", "meta.conf": "m", "packagesite.pkg": "p2"}), []setid.ID{crashID1}
+	}},
+	// A writer died (a power loss) after linking objects it never synced:
+	// one of them partial, one not in this Commit. The Lock's Recover
+	// removes the partial one and keeps the others.
+	{"next publish after a writer died", false, func(t *testing.T, r *Root, k keys) (Commit, []setid.ID) {
+		mustCommit(t, r, k, newCommit(t, r, k, set1, crashID1, setid.ID{}, files{"All/a.pkg": "a1", "meta.conf": "m"}))
+		c := newCommit(t, r, k, set1, crashID2, crashID1, files{"All/a.pkg": "a2", "All/b.pkg": "b", "meta.conf": "m"})
+		junk := []byte("an object of a publish that never committed")
+		if err := r.PutObject(digest.Sum(junk), int64(len(junk)), bytes.NewReader(junk)); err != nil {
+			t.Fatal(err)
+		}
+		dieUnsynced(t, r)
+		damage(t, r.ObjectPath(digest.Sum(junk)), "truncated")
+		return c, []setid.ID{crashID1}
 	}},
 }
 
@@ -109,8 +200,13 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 			// A run without a crash names the steps and draws the end state.
 			ref := newRoot(t)
 			c, old := sc.setup(t, ref, k)
+			refDir := t.TempDir()
+			if sc.upload {
+				unput(t, ref, c, refDir)
+			}
 			var steps []string
 			setHooks(t, func(s string) error { steps = append(steps, s); return nil })
+			putAll(t, ref, refDir)
 			mustCommit(t, ref, k, c)
 			setHooks(t, func(string) error { return nil })
 			want := tree(t, ref.Dir)
@@ -139,9 +235,12 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 					}
 					c, _ := sc.setup(t, r, k)
 					writeCommit(t, dir, c)
+					if sc.upload {
+						unput(t, r, c, dir)
+					}
 
 					cmd := exec.Command(os.Args[0], "-test.run=^TestCommitCrashAtEveryStep$", "-test.count=1")
-					cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashStepEnv+"="+strconv.Itoa(i+1))
+					cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashStepEnv+"="+strconv.Itoa(i+1), crashNameEnv+"="+step)
 					out, err := cmd.CombinedOutput()
 					var ee *exec.ExitError
 					if !errors.As(err, &ee) || ee.ExitCode() != 137 {
@@ -172,6 +271,7 @@ func TestCommitCrashAtEveryStep(t *testing.T) {
 					}
 
 					// The rerun converges to the state of a run without a crash.
+					putAll(t, r, dir)
 					mustCommit(t, r, k, c)
 					if got := tree(t, r.Dir); !slices.Equal(withoutTemps(got), withoutTemps(want)) {
 						t.Errorf("tree after rerun:\n%v\nwant\n%v", got, want)
