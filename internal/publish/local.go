@@ -21,11 +21,6 @@ import (
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
-// localJobs is how many objects PublishLocal copies at once unless
-// Config.Jobs says otherwise: each object ends in an fsync, so a few in
-// flight keep the disk busy.
-const localJobs = 16
-
 // PublishLocal publishes srcDir as cfg.Set into root, holding root's lock
 // throughout: hash, copy the objects root lacks (layout.PutFile), sign the
 // manifest and the new SETS, layout.Commit. If the content equals the live
@@ -100,28 +95,8 @@ func newCopier(ctx context.Context, cfg *Config, root *layout.Root, announced *m
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	c := &copier{cancel: cancel, announced: announced, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
-	jobs := cfg.Jobs
-	if jobs <= 0 {
-		jobs = localJobs
-	}
-	for range jobs {
-		g.Go(func() error {
-			for f := range c.queue {
-				err := gctx.Err()
-				if err == nil {
-					err = c.copy(f)
-				}
-				if err != nil {
-					// Drain so that add never blocks on a dead consumer.
-					go func() {
-						for range c.queue {
-						}
-					}()
-					return err
-				}
-			}
-			return nil
-		})
+	for range cfg.jobs(localJobs) {
+		g.Go(func() error { return consume(gctx, g, c.queue, c.copy) })
 	}
 	return c, gctx
 }
@@ -410,31 +385,14 @@ func putFiles(ctx context.Context, cfg *Config, root *layout.Root, objs []Item) 
 	start := time.Now()
 	cfg.event(Event{Stage: StageSend, Start: true, Total: total})
 	defer cfg.event(Event{Stage: StageSend, End: true})
-	jobs := cfg.Jobs
-	if jobs <= 0 {
-		jobs = localJobs
-	}
-	var next atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	for range min(jobs, len(todo)) {
-		g.Go(func() error {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(todo) {
-					return nil
-				}
-				if err := gctx.Err(); err != nil {
-					return err
-				}
-				o := todo[i]
-				if err := putFile(root, o); err != nil {
-					return err
-				}
-				cfg.event(Event{Stage: StageSend, N: o.Size})
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := forEach(ctx, cfg.jobs(localJobs), todo, func(_ context.Context, o Item) error {
+		if err := putFile(root, o); err != nil {
+			return err
+		}
+		cfg.event(Event{Stage: StageSend, N: o.Size})
+		return nil
+	})
+	if err != nil {
 		return 0, 0, fmt.Errorf("copy objects: %w", err)
 	}
 	log.Info("objects copied", "objects", len(todo), "bytes", total, "dur", time.Since(start))

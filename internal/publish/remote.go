@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,37 +227,16 @@ func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, onl
 	start := time.Now()
 	cfg.event(Event{Stage: StageSend, Start: true, Total: total})
 	defer cfg.event(Event{Stage: StageSend, End: true})
-	jobs := cfg.Jobs
-	if jobs <= 0 {
-		jobs = 4
-	}
-	var progress func(int64)
-	if cfg.Progress != nil {
-		progress = func(n int64) { cfg.event(Event{Stage: StageSend, N: n}) }
-	}
-	open := cfg.open
-	if open == nil {
-		open = osOpen
-	}
-	var next atomic.Int64
+	progress, open := cfg.sendProgress(), cfg.opener()
 	var sent atomic.Int64
-	g, gctx := errgroup.WithContext(ctx)
-	for range min(jobs, len(todo)) {
-		g.Go(func() error {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(todo) {
-					return nil
-				}
-				o := todo[i]
-				if err := c.PutObject(gctx, o.SHA256, o.Size, o.Src, o.Path, open, progress); err != nil {
-					return err
-				}
-				sent.Add(o.Size)
-			}
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := forEach(ctx, cfg.jobs(remoteJobs), todo, func(ctx context.Context, o Item) error {
+		if err := c.PutObject(ctx, o.SHA256, o.Size, o.Src, o.Path, open, progress); err != nil {
+			return err
+		}
+		sent.Add(o.Size)
+		return nil
+	})
+	if err != nil {
 		return 0, sent.Load(), fmt.Errorf("upload: %w", err)
 	}
 	log.Info("objects uploaded", "objects", len(todo), "bytes", total, "dur", time.Since(start))
@@ -280,6 +260,9 @@ type uploader struct {
 	work   chan File
 	start  time.Time
 
+	progress func(int64)                         // cfg.sendProgress(), made once
+	open     func(string) (io.ReadCloser, error) // cfg.opener()
+
 	mu    sync.Mutex // guards batch, seen
 	batch []File
 	seen  map[digest.SHA256]bool
@@ -296,40 +279,15 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 	ctx, cancel := context.WithCancel(ctx)
 	g, gctx := errgroup.WithContext(ctx)
 	u := &uploader{cancel: cancel, cfg: cfg, c: c, live: live, g: g,
-		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now(),
+		progress: cfg.sendProgress(), open: cfg.opener()}
 	g.Go(func() error {
 		defer close(u.work)
-		for b := range u.asks {
-			if err := u.ask(gctx, b); err != nil {
-				go func() {
-					for range u.asks { // let add and wait return
-					}
-				}()
-				return err
-			}
-		}
-		return nil
+		return consume(gctx, g, u.asks, func(b []File) error { return u.ask(gctx, b) })
 	})
-	jobs := cfg.Jobs
-	if jobs <= 0 {
-		jobs = 4
-	}
-	for range jobs {
+	for range cfg.jobs(remoteJobs) {
 		g.Go(func() error {
-			for f := range u.work {
-				err := gctx.Err()
-				if err == nil {
-					err = u.put(gctx, f)
-				}
-				if err != nil {
-					go func() {
-						for range u.work {
-						}
-					}()
-					return err
-				}
-			}
-			return nil
+			return consume(gctx, g, u.work, func(f File) error { return u.put(gctx, f) })
 		})
 	}
 	return u, gctx
@@ -397,15 +355,7 @@ func (u *uploader) put(ctx context.Context, f File) error {
 	if !u.started.Swap(true) {
 		u.cfg.event(Event{Stage: StageSend, Start: true}) // total unknown while hashing
 	}
-	var progress func(int64)
-	if u.cfg.Progress != nil {
-		progress = func(n int64) { u.cfg.event(Event{Stage: StageSend, N: n}) }
-	}
-	open := u.cfg.open
-	if open == nil {
-		open = osOpen
-	}
-	if err := u.c.PutObject(ctx, f.SHA256, f.Size, f.Abs, f.Path, open, progress); err != nil {
+	if err := u.c.PutObject(ctx, f.SHA256, f.Size, f.Abs, f.Path, u.open, u.progress); err != nil {
 		return err
 	}
 	u.n.Add(1)
