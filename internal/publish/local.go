@@ -268,10 +268,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if err != nil {
 		return res, err
 	}
-	var annID setid.ID
-	if st.announced != nil {
-		annID = st.announced.ID
-	}
+	annID := liveID(st.announced)
 	res.Previous = annID
 	// A Commit killed after switching `current`, before SETS: the live set
 	// is ahead of what SETS announces. If it holds this very content,
@@ -279,7 +276,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if st.live.After(annID) {
 		cur, data, sig, err := localManifest(root, cfg.Set, st.live)
 		if err == nil && cur.Previous == annID && sameContent(items, cur) && !cur.Expired(now) {
-			if err := recommit(ctx, cfg, root, st, cur, data, sig, v, now); err != nil {
+			if err := commitSet(ctx, cfg, root, st, cur, data, sig, v, now); err != nil {
 				return res, err
 			}
 			log.Info("interrupted commit completed", "set", cfg.Set, "set_id", cur.ID)
@@ -301,7 +298,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if !changed {
 		res.ID = annID
 		if !setsAnnounce(st, v, cfg.Set, annID) {
-			if err := recommit(ctx, cfg, root, st, st.announced, st.annData, st.annSig, v, now); err != nil {
+			if err := commitSet(ctx, cfg, root, st, st.announced, st.annData, st.annSig, v, now); err != nil {
 				return res, err
 			}
 			log.Info("SETS repaired", "set", cfg.Set, "set_id", annID)
@@ -324,10 +321,8 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if err != nil {
 		return res, fmt.Errorf("sign manifest: %w", err)
 	}
-	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
 	faultHook("signed")
-	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
-	if err := root.Commit(ctx, c, v, now); err != nil {
+	if err := commitSet(ctx, cfg, root, st, m, data, sig, v, now); err != nil {
 		return res, err
 	}
 	res.New = true
@@ -350,9 +345,10 @@ func setsAnnounce(st *localState, v *sign.Verifier, set string, id setid.ID) boo
 		bytes.Equal(st.setsData, sets.Bytes())
 }
 
-// recommit reruns the Commit of an already built set with a freshly signed
-// SETS announcing it: layout.Commit converges on a rerun.
-func recommit(ctx context.Context, cfg *Config, root *layout.Root, st *localState, m *manifest.Manifest,
+// commitSet commits set m, signed as data and sig, with a freshly signed
+// SETS announcing it. Rerun on a set already built (a Commit killed
+// midway), it completes that Commit: layout.Commit converges on a rerun.
+func commitSet(ctx context.Context, cfg *Config, root *layout.Root, st *localState, m *manifest.Manifest,
 	data, sig []byte, v *sign.Verifier, now time.Time) error {
 	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
 	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}

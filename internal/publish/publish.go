@@ -206,18 +206,15 @@ func BuildManifest(set string, items []Item, live *manifest.Manifest, now time.T
 // buildManifest is BuildManifest with an ID that must also be after floor (a
 // set whose Commit crashed after `current` was swapped, before SETS named it).
 func buildManifest(set string, items []Item, live *manifest.Manifest, floor setid.ID, now time.Time, valid time.Duration) (m *manifest.Manifest, changed bool) {
-	var liveID setid.ID
-	if live != nil {
-		liveID = live.ID
-	}
-	id := setid.Next(liveID, now)
+	prev := liveID(live)
+	id := setid.Next(prev, now)
 	if !id.After(floor) {
 		id = setid.Next(floor, now)
 	}
 	m = &manifest.Manifest{
 		Set:      set,
 		ID:       id,
-		Previous: liveID,
+		Previous: prev,
 		Created:  now.UTC().Truncate(time.Second),
 		Entries:  make([]manifest.Entry, len(items)),
 	}
@@ -242,6 +239,14 @@ func buildManifest(set string, items []Item, live *manifest.Manifest, floor seti
 		m.Entries[i] = e
 	}
 	return m, changed
+}
+
+// liveID returns m's ID, or the zero ID for no manifest.
+func liveID(m *manifest.Manifest) setid.ID {
+	if m == nil {
+		return setid.ID{}
+	}
+	return m.ID
 }
 
 // uniqueObjects returns one item per distinct sha256, in order.

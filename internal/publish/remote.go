@@ -389,11 +389,3 @@ func (u *uploader) wait(ctx context.Context) error {
 	u.cfg.logger().Info("objects uploaded", "objects", u.sent, "bytes", u.sentSize, "dur", time.Since(u.start))
 	return nil
 }
-
-// liveID returns m's ID, or the zero ID for no manifest.
-func liveID(m *manifest.Manifest) setid.ID {
-	if m == nil {
-		return setid.ID{}
-	}
-	return m.ID
-}
