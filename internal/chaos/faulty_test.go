@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
 // fault is what the faulty upstream does to one object request.
@@ -120,23 +122,46 @@ func (f *faulty) take(hash string) fault {
 
 const objectPrefix = "/.pkgcdn/objects/sha256/"
 
+// pathFault returns the fault set for a set file's URL path (plain-mode
+// edges ask for paths, not objects); only exact paths, no "*".
+func (f *faulty) pathFault(path string) fault {
+	f.mu.Lock()
+	_, ok := f.faults[path]
+	f.mu.Unlock()
+	if !ok {
+		return faultNone
+	}
+	return f.take(path)
+}
+
 func (f *faulty) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hash, ok := strings.CutPrefix(r.URL.Path, objectPrefix)
-	if !ok {
-		f.proxy.ServeHTTP(w, r)
-		return
+	var fl fault
+	var file string
+	switch {
+	case ok:
+		f.hits.Add(1)
+		fl = f.take(hash)
+		if len(hash) != 64 || strings.ContainsAny(hash, "/.") {
+			http.NotFound(w, r)
+			return
+		}
+		file = filepath.Join(f.root, "objects", "sha256", hash[:2], hash)
+	default:
+		rel, inSet := strings.CutPrefix(r.URL.Path, "/"+testSet+"/")
+		if fl = f.pathFault(r.URL.Path); fl == faultNone || !inSet || strings.Contains(rel, "..") {
+			f.proxy.ServeHTTP(w, r)
+			return
+		}
+		f.hits.Add(1)
+		file = filepath.Join(f.root, "sets", filepath.FromSlash(testSet), "current", filepath.FromSlash(rel))
 	}
-	f.hits.Add(1)
-	fl := f.take(hash)
-	if len(hash) != 64 || strings.ContainsAny(hash, "/.") {
-		http.NotFound(w, r)
-		return
-	}
-	body, err := os.ReadFile(filepath.Join(f.root, "objects", "sha256", hash[:2], hash))
+	body, err := os.ReadFile(file)
 	if err != nil {
 		http.NotFound(w, r)
 		return
 	}
+	hash = digest.Sum(body).String()
 	switch fl {
 	case faultNone:
 		w.Header().Set("Content-Type", "application/octet-stream")

@@ -201,3 +201,42 @@ func TestEdgeUpstreamDown(t *testing.T) {
 	fetchAll(t, edge.url, p.m)
 	p.e.verifyRoot(t, p.root)
 }
+
+// TestPlainEdgeFaultyUpstream puts a plain-mode edge (no --trusted-key: a
+// pull-through cache of any package server, `--set-id-url` on the master's
+// SETS) in front of an upstream that, for one file each, closes mid-file,
+// sends fewer bytes than its Content-Length, stalls before the headers,
+// answers 500 or 503, or closes the connection. (Wrong bytes of the right
+// length cannot be detected without a manifest: that is what
+// manifest-aware mode is for.) What must hold: no client gets a short or
+// wrong 200 (a broken connection or a 502/503/504 instead, never a 404),
+// nothing bad is cached, and the file is served byte-correct once the
+// upstream recovers.
+func TestPlainEdgeFaultyUpstream(t *testing.T) {
+	t.Parallel()
+	p := publishSet(t, 27, 20, 3*sampleset.MiB)
+	up := newFaulty(t, p.master.url, p.root)
+	edge := startServer(t, "--edge", "--upstream", up.url, "--cache-dir", p.e.path("cache"),
+		"--set-id-url", "/.pkgcdn/sets", "--poll", "1s", "--first-byte-timeout", "2s", "--prefetch", "-1")
+	ents := p.bySize()
+	t.Run("faults", func(t *testing.T) {
+		for i, fl := range []fault{faultCloseMid, faultFewer, faultStallHead, fault500, fault503, faultRefuse} {
+			ent := ents[i]
+			t.Run(fl.String(), func(t *testing.T) {
+				t.Parallel()
+				path := "/" + testSet + "/" + ent.Path
+				up.set(path, fl, 0)
+				u := fileURL(edge.url, testSet, ent.Path)
+				for try := range 2 {
+					if checkNotBad(t, fl.String(), do(http.MethodGet, u, nil), ent) {
+						t.Errorf("%s: try %d got the right file although the upstream never sent it", fl, try)
+					}
+				}
+				up.set(path, faultNone, 0)
+				if r := do(http.MethodGet, u, nil); !checkNotBad(t, "recovered", r, ent) {
+					t.Errorf("%s: after the upstream recovered: status %d, err %v", fl, r.status, r.err)
+				}
+			})
+		}
+	})
+}
