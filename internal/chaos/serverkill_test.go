@@ -178,7 +178,11 @@ func TestEdgeKilledMidFill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	<-up.gated
+	select {
+	case <-up.gated:
+	case <-time.After(time.Minute): // a bound on a hang, not a synchronisation
+		t.Fatal("the edge never fetched the object from its upstream")
+	}
 	// The client got bytes while the fill is still running (read-while-write).
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
 		t.Fatalf("first MiB of a streaming fill: %v", err)
