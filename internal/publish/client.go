@@ -47,6 +47,8 @@ type RemoteError struct {
 	Missing []digest.SHA256 // code "missing_objects"
 }
 
+// Error reports the operation, the status and code, the master's message
+// and, where there is one, what an operator can do about it.
 func (e *RemoteError) Error() string {
 	msg := e.Message
 	if msg == "" {
@@ -83,7 +85,7 @@ func (e *RemoteError) hint() string {
 	return ""
 }
 
-// Is maps the status and code to this package's sentinels and to
+// Is reports whether e is target: it maps the status and code to this package's sentinels and to
 // setid.ErrRollback and manifest.ErrExpired.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
@@ -311,20 +313,9 @@ func (c *Client) Manifest(ctx context.Context, set string, id setid.ID) (data, s
 // CheckAuth asks an empty missing query, so a wrong token or URL fails
 // before a long hash rather than at the first upload.
 func (c *Client) CheckAuth(ctx context.Context) error {
-	return c.retry(ctx, "missing", func() error {
-		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), http.NoBody)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := c.do(req, "missing", true)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10)) // empty by the protocol
-		return resp.Body.Close()
+	return c.postMissing(ctx, nil, func(body io.Reader) error {
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1<<10)) // empty by the protocol
+		return nil
 	})
 }
 
@@ -337,30 +328,16 @@ func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA2
 		ds = ds[len(batch):]
 		var body bytes.Buffer
 		body.Grow(65 * len(batch))
+		asked := make(map[digest.SHA256]bool, len(batch))
 		for _, d := range batch {
 			body.WriteString(d.String())
 			body.WriteByte('\n')
+			asked[d] = true
 		}
 		var got []digest.SHA256
-		err := c.retry(ctx, "missing", func() error {
+		err := c.postMissing(ctx, body.Bytes(), func(answer io.Reader) error {
 			got = got[:0]
-			ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
-			defer cancel()
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), bytes.NewReader(body.Bytes()))
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Content-Type", "text/plain")
-			resp, err := c.do(req, "missing", true)
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			asked := make(map[digest.SHA256]bool, len(batch))
-			for _, d := range batch {
-				asked[d] = true
-			}
-			sc := bufio.NewScanner(io.LimitReader(resp.Body, int64(body.Len())+1))
+			sc := bufio.NewScanner(io.LimitReader(answer, int64(body.Len())+1))
 			for sc.Scan() {
 				line := strings.TrimSpace(sc.Text())
 				if line == "" {
@@ -383,6 +360,29 @@ func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA2
 		out = append(out, got...)
 	}
 	return out, nil
+}
+
+// postMissing sends the missing query body (digests, one a line; nil for
+// none), retrying, and hands the answer's body to read (once per attempt).
+func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Reader) error) error {
+	return c.retry(ctx, "missing", func() error {
+		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "text/plain")
+		resp, err := c.do(req, "missing", true)
+		if err != nil {
+			return err
+		}
+		if err := read(resp.Body); err != nil {
+			_ = resp.Body.Close() // the answer is already refused
+			return err
+		}
+		return resp.Body.Close()
+	})
 }
 
 // PutObject uploads one object from the file at path (relPath names it in

@@ -26,6 +26,7 @@ type ChangedError struct {
 	Detail string // what differs, e.g. "size 10 -> 12"
 }
 
+// Error names the file, what changed, and that the publish was aborted.
 func (e *ChangedError) Error() string {
 	return fmt.Sprintf("%s: %s (%s); publish aborted, rerun when the build has finished writing", e.Path, ErrSourceChanged, e.Detail)
 }
