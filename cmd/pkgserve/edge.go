@@ -8,10 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/edge"
@@ -49,7 +46,7 @@ func edgeFlags() []cli.Flag {
 	}
 }
 
-// runEdge runs the mirror: edge.Edge over a cache.Cache behind serveMain.
+// runEdge runs the mirror: edge.Edge over a cache.Cache behind runService.
 func runEdge(c *cli.Context) (err error) {
 	log, err := newLogger(c)
 	if err != nil {
@@ -88,8 +85,7 @@ func runEdge(c *cli.Context) (err error) {
 		return fmt.Errorf("cache dir: %w", err)
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	health := new(httpserve.Health)
 	start := time.Now()
 	ch, err := cache.New(cache.Config{Dir: filepath.Join(dir, "data"), MaxBytes: size, Logger: log,
@@ -127,19 +123,7 @@ func runEdge(c *cli.Context) (err error) {
 	}
 	log.Info("edge starting", "mode", mode, "upstream", ups[0], "upstreams", len(ups), "cache", dir,
 		"bytes", size, "dur", time.Since(start))
-	g, ctx := errgroup.WithContext(c.Context)
-	g.Go(func() error { return e.Run(ctx) })
-	g.Go(func() error {
-		return serveMain(ctx, c, serveOpts{
-			Handler:    e,
-			Observe:    e.Observe,
-			OnShutdown: e.ReleaseWaiters,
-			Health:     health,
-			Gatherer:   reg,
-			Logger:     log,
-		})
-	})
-	err = g.Wait()
+	err = runService(c, e, health, reg, log)
 	log.Info("edge stopped")
 	return err
 }

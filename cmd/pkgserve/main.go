@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
@@ -159,7 +160,45 @@ func newLogger(c *cli.Context) (*slog.Logger, error) {
 	return nil, usagef("--log-format %q: want text or json", c.String("log-format"))
 }
 
-// serveOpts is what a mode hands to serveMain.
+// service is what a mode serves: origin.Server or edge.Edge.
+type service interface {
+	http.Handler
+	// Run keeps the service's state current until ctx is done.
+	Run(ctx context.Context) error
+	// Observe is the httpserve.ObserveFunc of its metrics.
+	Observe(r *http.Request, status int, bytes int64, h http.Header)
+	// ReleaseWaiters answers held long-polls, on shutdown.
+	ReleaseWaiters()
+}
+
+// newRegistry returns a mode's Prometheus registry, holding the Go and
+// process collectors.
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// runService runs svc until c.Context is done or svc or serveMain fails:
+// svc.Run, and serveMain serving svc with health and reg on the admin
+// listener.
+func runService(c *cli.Context, svc service, health *httpserve.Health, reg prometheus.Gatherer, log *slog.Logger) error {
+	g, ctx := errgroup.WithContext(c.Context)
+	g.Go(func() error { return svc.Run(ctx) })
+	g.Go(func() error {
+		return serveMain(ctx, c, serveOpts{
+			Handler:    svc,
+			Observe:    svc.Observe,
+			OnShutdown: svc.ReleaseWaiters,
+			Health:     health,
+			Gatherer:   reg,
+			Logger:     log,
+		})
+	})
+	return g.Wait()
+}
+
+// serveOpts is what runService hands to serveMain.
 type serveOpts struct {
 	Handler    http.Handler
 	Observe    httpserve.ObserveFunc // nil: none

@@ -8,10 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/origin"
@@ -43,7 +40,7 @@ func originFlags() []cli.Flag {
 	}
 }
 
-// runOrigin runs the master: origin.Server behind serveMain.
+// runOrigin runs the master: origin.Server behind runService.
 func runOrigin(c *cli.Context) error {
 	log, err := newLogger(c)
 	if err != nil {
@@ -84,8 +81,7 @@ func runOrigin(c *cli.Context) error {
 		return usagef("--grace-depth, --max-waiters and --max-object-size must not be negative")
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := newRegistry()
 	health := new(httpserve.Health)
 	srv, err := origin.New(origin.Config{
 		Root:            root,
@@ -108,19 +104,7 @@ func runOrigin(c *cli.Context) error {
 	}
 	log.Info("master starting", "root", dir, "publish", token != "", "notify", len(c.StringSlice("notify")),
 		"grace", c.Bool("grace-sets"), "mirrors", len(mirrors))
-	g, ctx := errgroup.WithContext(c.Context)
-	g.Go(func() error { return srv.Run(ctx) })
-	g.Go(func() error {
-		return serveMain(ctx, c, serveOpts{
-			Handler:    srv,
-			Observe:    srv.Observe,
-			OnShutdown: srv.ReleaseWaiters,
-			Health:     health,
-			Gatherer:   reg,
-			Logger:     log,
-		})
-	})
-	err = g.Wait()
+	err = runService(c, srv, health, reg, log)
 	log.Info("master stopped")
 	return err
 }

@@ -85,8 +85,8 @@ func (e *RemoteError) hint() string {
 	return ""
 }
 
-// Is reports whether e is target: it maps the status and code to this package's sentinels and to
-// setid.ErrRollback and manifest.ErrExpired.
+// Is reports whether e is target: it maps the status and code to this
+// package's sentinels and to setid.ErrRollback and manifest.ErrExpired.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
