@@ -40,7 +40,7 @@ func Hammer(ctx context.Context, cfg HammerConfig) (Result, error) {
 		cfg.Duration = 10 * time.Second
 	}
 	if cfg.BufferBytes <= 0 {
-		cfg.BufferBytes = 256 << 10
+		cfg.BufferBytes = defaultBufferBytes
 	}
 	if cfg.Client == nil {
 		cfg.Client = NewClient(cfg.Conns)
@@ -52,27 +52,18 @@ func Hammer(ctx context.Context, cfg HammerConfig) (Result, error) {
 		defer cancel()
 	}
 	var issued atomic.Int64
-	ws := make([]*worker, cfg.Conns)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range ws {
-		w := &worker{buf: make([]byte, cfg.BufferBytes)}
-		ws[i] = w
+	return run(cfg.Conns, cfg.BufferBytes, func(i int, w *worker) {
 		next := i * len(cfg.URLs) / cfg.Conns
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				if cfg.MaxRequests > 0 && issued.Add(1) > cfg.MaxRequests {
-					return
-				}
-				if !w.get(ctx, cfg.Client, cfg.URLs[next]) {
-					return
-				}
-				next = (next + 1) % len(cfg.URLs)
+		for ctx.Err() == nil {
+			if cfg.MaxRequests > 0 && issued.Add(1) > cfg.MaxRequests {
+				return
 			}
-		})
-	}
-	wg.Wait()
-	return summarize(ws, time.Since(start)), nil
+			if !w.get(ctx, cfg.Client, cfg.URLs[next]) {
+				return
+			}
+			next = (next + 1) % len(cfg.URLs)
+		}
+	}), nil
 }
 
 // DistinctConfig configures Distinct.
@@ -97,31 +88,38 @@ func Distinct(ctx context.Context, cfg DistinctConfig) (Result, error) {
 		cfg.Concurrency = 32
 	}
 	if cfg.BufferBytes <= 0 {
-		cfg.BufferBytes = 256 << 10
+		cfg.BufferBytes = defaultBufferBytes
 	}
 	if cfg.Client == nil {
 		cfg.Client = NewClient(cfg.Concurrency)
 		defer cfg.Client.CloseIdleConnections()
 	}
 	var next atomic.Int64
-	ws := make([]*worker, min(cfg.Concurrency, len(cfg.URLs)))
+	res := run(min(cfg.Concurrency, len(cfg.URLs)), cfg.BufferBytes, func(_ int, w *worker) {
+		for ctx.Err() == nil {
+			j := next.Add(1) - 1
+			if j >= int64(len(cfg.URLs)) {
+				return
+			}
+			if !w.get(ctx, cfg.Client, cfg.URLs[j]) {
+				return
+			}
+		}
+	})
+	return res, ctx.Err()
+}
+
+// run starts n workers, each with a read buffer of bufBytes, runs loop(i,
+// w) for worker i, waits for them all and sums them up.
+func run(n, bufBytes int, loop func(i int, w *worker)) Result {
+	ws := make([]*worker, n)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range ws {
-		w := &worker{buf: make([]byte, cfg.BufferBytes)}
+		w := &worker{buf: make([]byte, bufBytes)}
 		ws[i] = w
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				j := next.Add(1) - 1
-				if j >= int64(len(cfg.URLs)) {
-					return
-				}
-				if !w.get(ctx, cfg.Client, cfg.URLs[j]) {
-					return
-				}
-			}
-		})
+		wg.Go(func() { loop(i, w) })
 	}
 	wg.Wait()
-	return summarize(ws, time.Since(start)), ctx.Err()
+	return summarize(ws, time.Since(start))
 }

@@ -71,7 +71,7 @@ func Herd(ctx context.Context, cfg HerdConfig) (HerdResult, error) {
 		cfg.Clients = 50
 	}
 	if cfg.BufferBytes <= 0 {
-		cfg.BufferBytes = 256 << 10
+		cfg.BufferBytes = defaultBufferBytes
 	}
 	if cfg.Client == nil {
 		cfg.Client = NewClient(cfg.Clients)

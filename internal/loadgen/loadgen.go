@@ -53,6 +53,10 @@ type Result struct {
 	FirstError string        `json:"first_error,omitempty"`
 }
 
+// defaultBufferBytes is the read buffer of a connection or client unless
+// a Config's BufferBytes says otherwise.
+const defaultBufferBytes = 256 << 10
+
 // ErrNoURLs is returned when a mode is given no URL.
 var ErrNoURLs = errors.New("loadgen: no URLs")
 
