@@ -160,6 +160,9 @@ type Server struct {
 
 	cache *manifestCache
 
+	mirrors     []byte // mirrorList(cfg.Mirrors), made once; nil: "/" is a 404
+	mirrorsETag string // etagOf(mirrors)
+
 	notifyq chan notice
 
 	onWait     func()              // test hook: a long-poll is parked
@@ -230,7 +233,9 @@ func New(cfg Config) (*Server, error) {
 		stop:     make(chan struct{}),
 		cache:    newManifestCache(cfg.ManifestCache),
 		notifyq:  make(chan notice, 256),
+		mirrors:  mirrorList(cfg.Mirrors),
 	}
+	s.mirrorsETag = etagOf(s.mirrors)
 	s.sets.Store(&setsState{changed: make(chan struct{})})
 	if err := s.refresh(true); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
