@@ -348,8 +348,8 @@ func (e *Edge) update(ctx context.Context) {
 	}
 	now := e.now()
 	for name, st := range e.snap.Load().sets {
-		if st.live.Expired(now) {
-			reasons["edge-expired:"+name] = fmt.Sprintf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339))
+		if err := st.expired(name, now); err != nil {
+			reasons["edge-expired:"+name] = err.Error()
 			e.log.Warn("live manifest expired, still serving", "set", name, "set_id", st.live.ID.String())
 		}
 	}
@@ -432,11 +432,20 @@ func (e *Edge) Degraded() []error {
 	var out []error
 	now := e.now()
 	for name, st := range e.snap.Load().sets {
-		if st.live.Expired(now) {
-			out = append(out, fmt.Errorf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339)))
+		if err := st.expired(name, now); err != nil {
+			out = append(out, err)
 		}
 	}
 	return out
+}
+
+// expired returns, if the live manifest of set name has expired at now,
+// an error saying since when; else nil.
+func (st *setState) expired(name string, now time.Time) error {
+	if !st.live.Expired(now) {
+		return nil
+	}
+	return fmt.Errorf("set %s: live manifest %s expired at %s", name, st.live.ID, st.live.Expires.Format(time.RFC3339))
 }
 
 // Health returns nil if the edge is fully healthy, or an error saying why

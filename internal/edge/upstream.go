@@ -23,6 +23,7 @@ type StatusError struct {
 	Status int
 }
 
+// Error names the upstream URL and its status.
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("upstream %s: %d %s", e.URL, e.Status, http.StatusText(e.Status))
 }
