@@ -95,7 +95,9 @@ func (c *Cache) writeMeta(k Key, m Meta) (err error) {
 //     durable where the barrier of step 2 cannot (an fsync each, which
 //     concurrent fills issue in parallel);
 //  2. barrier: syncFiles makes every file of the batch durable (on Linux
-//     one syncfs(2) of the cache's file system for all of them);
+//     one syncfs(2) of the cache's file system for all of them); a fill
+//     that a writeback error reported since its start may have hit is
+//     dropped (see Cache.fsErrors);
 //  3. every Meta renamed into objects/, then the directories made durable
 //     (syncDirs: one fsync per fan-out directory touched, or one syncfs);
 //  4. every data file renamed into objects/, then syncDirs again;
