@@ -12,7 +12,7 @@ CMDS     := pkgpublish pkgserve
 PLATFORMS := linux/amd64 linux/arm64 freebsd/amd64 freebsd/arm64
 FUZZTIME ?= 10s
 
-.PHONY: all build test test-deps vet unit fuzz e2e bench soak cross demo clean
+.PHONY: all build test test-deps vet unit fuzz cross-check bench soak cross demo clean
 
 all: build
 
@@ -55,9 +55,10 @@ cross:
 bench:
 	bash scripts/bench/run.sh
 
+# The long part of the reliability suite: 2 minutes per fuzz target, then a
+# 10-minute soak of master + two chained edges under 200 clients.
 soak:
-	FUZZTIME=2m bash scripts/fuzz.sh 2m
-	$(GO) test -race -count=1 -timeout 60m -run Soak -tags soak ./...
+	bash scripts/soak.sh
 
 demo: build
 	./bin/pkgserve --demo
