@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -99,7 +100,7 @@ type object struct {
 // immutable object URL and streams the bytes as they arrive.
 func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) error {
 	h := w.Header()
-	etag := `"` + o.hash.String() + `"`
+	etag := etagOf(o.hash)
 	h.Set("ETag", etag)
 	h.Set("Content-Type", o.ctype)
 	h.Set("Cache-Control", o.cc)
@@ -216,7 +217,7 @@ func (e *Edge) serveSets(w http.ResponseWriter, r *http.Request, snap *snapshot,
 	if !sig {
 		h.Set("ETag", snap.etag)
 	}
-	http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(data)))
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	return nil
 }
 
@@ -260,13 +261,13 @@ func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request, snap *snaps
 	h := w.Header()
 	h.Set("Cache-Control", ccImmutable)
 	if st, ok := snap.sets[set]; ok && st.live.ID == id {
-		data := st.liveBytes
+		data, etag := st.liveBytes, st.liveETag
 		if sig {
-			data = st.liveSig
+			data, etag = st.liveSig, st.sigETag
 		}
-		h.Set("ETag", `"`+digest.Sum(data).String()+`"`)
+		h.Set("ETag", etag)
 		h.Set("Content-Type", "application/octet-stream")
-		http.ServeContent(w, r, "", time.Time{}, strings.NewReader(string(data)))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 		return nil
 	}
 	resp, err := e.pool.do(r.Context(), request{url: func(b *url.URL) string { return route.ManifestURL(b, set, id, sig) }})

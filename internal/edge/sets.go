@@ -36,7 +36,18 @@ type setState struct {
 	live      *manifest.Manifest
 	liveBytes []byte // the manifest file, served to downstream edges
 	liveSig   []byte
+	liveSum   digest.SHA256        // of liveBytes: what SETS names it by
+	liveETag  string               // etagOf(liveSum)
+	sigETag   string               // setsETag(liveSig)
 	older     []*manifest.Manifest // newest first, at most graceDepth
+}
+
+// newSetState returns the state of a set whose live manifest is m, read
+// from data and sig: their digests are taken once, not on every request
+// or poll.
+func newSetState(m *manifest.Manifest, data, sig []byte) *setState {
+	sum := digest.Sum(data)
+	return &setState{live: m, liveBytes: data, liveSig: sig, liveSum: sum, liveETag: etagOf(sum), sigETag: setsETag(sig)}
 }
 
 // lookup maps path to its entry and the ID of the set it was found in: the
@@ -80,8 +91,11 @@ func (s *snapshot) isKnown(name string) bool {
 	return ok
 }
 
-// setsETag returns the strong validator of a SETS file.
-func setsETag(data []byte) string { return `"` + digest.Sum(data).String() + `"` }
+// setsETag returns the strong validator of a SETS or manifest file.
+func setsETag(data []byte) string { return etagOf(digest.Sum(data)) }
+
+// etagOf returns the strong validator of a file whose sha256 is d.
+func etagOf(d digest.SHA256) string { return `"` + d.String() + `"` }
 
 // stateDir layout (under Config.StateDir):
 //
@@ -131,12 +145,12 @@ func (e *Edge) loadState() error {
 				continue
 			}
 			if st == nil {
-				if id != ent.ID || digest.Sum(mdata) != ent.Manifest {
+				st = newSetState(m, mdata, msig)
+				if id != ent.ID || st.liveSum != ent.Manifest {
 					// SETS names a manifest we never stored: keep the newest we
 					// have as live, refresh will catch up.
 					e.log.Warn("stored manifest is not the one SETS names", "set", ent.Set, "set_id", id.String())
 				}
-				st = &setState{live: m, liveBytes: mdata, liveSig: msig}
 				continue
 			}
 			if len(st.older) < graceDepth {
@@ -283,7 +297,7 @@ func (e *Edge) refresh(ctx context.Context) error {
 // offered manifest is refused.
 func (e *Edge) advance(ctx context.Context, st *setState, ent setid.Entry, now time.Time) (*setState, error) {
 	if st != nil {
-		if ent.ID == st.live.ID && digest.Sum(st.liveBytes) == ent.Manifest {
+		if ent.ID == st.live.ID && st.liveSum == ent.Manifest {
 			return nil, nil
 		}
 		if ent.ID != st.live.ID {
@@ -315,7 +329,7 @@ func (e *Edge) advance(ctx context.Context, st *setState, ent setid.Entry, now t
 		e.met.verifyFailures.WithLabelValues("manifest").Inc()
 		return nil, fmt.Errorf("%w: SETS names %s/%s, manifest is %s/%s", manifest.ErrMismatch, ent.Set, ent.ID, m.Set, m.ID)
 	}
-	next := &setState{live: m, liveBytes: data, liveSig: sig}
+	next := newSetState(m, data, sig)
 	if st != nil {
 		if m.ID == st.live.ID {
 			// Re-signed (pkgpublish refresh): same files, later expiry.
