@@ -410,7 +410,7 @@ func (e *Edge) plainMeta(resp *http.Response, gen uint64) cache.Meta {
 		_, noStore := cc["no-store"]
 		_, private := cc["private"]
 		m.NoStore = noStore || private // a shared cache keeps neither
-		m.Expires = e.expires(h, m.LastModified)
+		m.Expires = e.expiresCC(h, cc, m.LastModified)
 	}
 	return m
 }
@@ -420,8 +420,13 @@ func (e *Edge) plainMeta(resp *http.Response, gen uint64) cache.Meta {
 // (at most a day); no-cache means always revalidate. The upstream's Age is
 // subtracted.
 func (e *Edge) expires(h http.Header, lastModified time.Time) time.Time {
+	return e.expiresCC(h, parseCacheControl(h.Values("Cache-Control")), lastModified)
+}
+
+// expiresCC is expires with h's Cache-Control already parsed, so a fill
+// parses it once for both NoStore and Expires.
+func (e *Edge) expiresCC(h http.Header, cc map[string]string, lastModified time.Time) time.Time {
 	now := e.now()
-	cc := parseCacheControl(h.Values("Cache-Control"))
 	if _, ok := cc["no-cache"]; ok {
 		return time.Time{}
 	}
