@@ -9,10 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
@@ -71,32 +68,23 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 
 // copier copies objects into a root while the source is still being hashed.
 type copier struct {
-	cancel context.CancelFunc // cancels the context newCopier returned
-	cfg    *Config
-	root   *layout.Root
-	g      *errgroup.Group
-	queue  chan File
+	*sender
+	root  *layout.Root
+	queue chan File
 
 	announced *manifest.Manifest // files equal to its entries are skipped; may be nil
 
 	mu   sync.Mutex             // guards seen
 	seen map[digest.SHA256]bool // digests present or queued; read by the caller after wait
-
-	sent     int   // written by wait's caller only after g.Wait
-	sentSize int64 // likewise
-	n, size  atomic.Int64
-	started  atomic.Bool
-	start    time.Time
 }
 
 // newCopier starts the copy workers. The context it returns is done when
 // a copy fails or cancel is called; hashing runs under it.
 func newCopier(ctx context.Context, cfg *Config, root *layout.Root, announced *manifest.Manifest) (*copier, context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	g, gctx := errgroup.WithContext(ctx)
-	c := &copier{cancel: cancel, announced: announced, cfg: cfg, root: root, g: g, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now()}
+	s, gctx := newSender(ctx, cfg)
+	c := &copier{sender: s, announced: announced, root: root, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}}
 	for range cfg.jobs(localJobs) {
-		g.Go(func() error { return consume(gctx, g, c.queue, c.copy) })
+		s.g.Go(func() error { return consume(gctx, s.g, c.queue, c.copy) })
 	}
 	return c, gctx
 }
@@ -131,15 +119,11 @@ func (c *copier) copy(f File) error {
 	if err != nil || ok {
 		return err
 	}
-	if !c.started.Swap(true) {
-		// The total is unknown while hashing goes on: 0 means "unknown".
-		c.cfg.event(Event{Stage: StageSend, Start: true})
-	}
+	c.begin()
 	if err := putFile(c.root, Item{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Src: f.Abs}); err != nil {
 		return err
 	}
-	c.n.Add(1)
-	c.size.Add(f.Size)
+	c.done(f.Size)
 	c.cfg.event(Event{Stage: StageSend, N: f.Size})
 	return nil
 }
@@ -147,17 +131,7 @@ func (c *copier) copy(f File) error {
 // wait ends the queue and waits for the copies.
 func (c *copier) wait() error {
 	close(c.queue)
-	err := c.g.Wait()
-	c.cancel()
-	if c.started.Load() {
-		c.cfg.event(Event{Stage: StageSend, End: true})
-	}
-	c.sent, c.sentSize = int(c.n.Load()), c.size.Load()
-	if err != nil {
-		return fmt.Errorf("copy objects: %w", err)
-	}
-	c.cfg.logger().Info("objects copied", "objects", c.sent, "bytes", c.sentSize, "dur", time.Since(c.start))
-	return nil
+	return c.finish("copy objects", "objects copied")
 }
 
 // Rollback publishes, as a new set ID, the content of the retained set

@@ -2,8 +2,10 @@ package publish
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -84,5 +86,58 @@ func consume[T any](ctx context.Context, g *errgroup.Group, ch <-chan T, fn func
 			return err
 		}
 	}
+	return nil
+}
+
+// sender is what copier and uploader share: the errgroup of their workers,
+// and the tally and progress of the objects they send while hashing goes on.
+type sender struct {
+	cfg    *Config
+	cancel context.CancelFunc // cancels the context newSender returned
+	g      *errgroup.Group
+	start  time.Time
+
+	n, size  atomic.Int64
+	started  atomic.Bool
+	sent     int   // set by finish
+	sentSize int64 // set by finish
+}
+
+// newSender returns a sender and the context of its workers, done when one
+// fails or cancel is called; hashing runs under it.
+func newSender(ctx context.Context, cfg *Config) (*sender, context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	return &sender{cfg: cfg, cancel: cancel, g: g, start: time.Now()}, gctx
+}
+
+// begin starts the send stage at the first object sent. Its total is
+// unknown while hashing goes on: 0 means "unknown".
+func (s *sender) begin() {
+	if !s.started.Swap(true) {
+		s.cfg.event(Event{Stage: StageSend, Start: true})
+	}
+}
+
+// done counts one object of size bytes sent.
+func (s *sender) done(size int64) {
+	s.n.Add(1)
+	s.size.Add(size)
+}
+
+// finish waits for the workers, whose input the caller has closed, ends
+// the send stage and sets sent and sentSize. A failure is wrapped as op;
+// success is logged as msg.
+func (s *sender) finish(op, msg string) error {
+	err := s.g.Wait()
+	s.cancel()
+	if s.started.Load() {
+		s.cfg.event(Event{Stage: StageSend, End: true})
+	}
+	s.sent, s.sentSize = int(s.n.Load()), s.size.Load()
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	s.cfg.logger().Info(msg, "objects", s.sent, "bytes", s.sentSize, "dur", time.Since(s.start))
 	return nil
 }

@@ -10,8 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/manifest"
@@ -251,14 +249,11 @@ const missingBatch = 1000
 // uploader asks the master which hashed objects it lacks, in batches, and
 // uploads those, while the source is still being hashed.
 type uploader struct {
-	cancel context.CancelFunc // cancels the context newUploader returned
-	cfg    *Config
-	c      *Client
-	live   *manifest.Manifest // nil if none
-	g      *errgroup.Group
-	asks   chan []File
-	work   chan File
-	start  time.Time
+	*sender
+	c    *Client
+	live *manifest.Manifest // nil if none
+	asks chan []File
+	work chan File
 
 	progress func(int64)                         // cfg.sendProgress(), made once
 	open     func(string) (io.ReadCloser, error) // cfg.opener()
@@ -266,20 +261,15 @@ type uploader struct {
 	mu    sync.Mutex // guards batch, seen
 	batch []File
 	seen  map[digest.SHA256]bool
-
-	n, size  atomic.Int64
-	started  atomic.Bool
-	sent     int   // set by wait
-	sentSize int64 // set by wait
 }
 
 // newUploader starts the query and upload workers. The context it returns
 // is done when one fails or cancel is called; hashing runs under it.
 func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Manifest) (*uploader, context.Context) {
-	ctx, cancel := context.WithCancel(ctx)
-	g, gctx := errgroup.WithContext(ctx)
-	u := &uploader{cancel: cancel, cfg: cfg, c: c, live: live, g: g,
-		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{}, start: time.Now(),
+	s, gctx := newSender(ctx, cfg)
+	g := s.g
+	u := &uploader{sender: s, c: c, live: live,
+		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{},
 		progress: cfg.sendProgress(), open: cfg.opener()}
 	g.Go(func() error {
 		defer close(u.work)
@@ -352,14 +342,11 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 }
 
 func (u *uploader) put(ctx context.Context, f File) error {
-	if !u.started.Swap(true) {
-		u.cfg.event(Event{Stage: StageSend, Start: true}) // total unknown while hashing
-	}
+	u.begin()
 	if err := u.c.PutObject(ctx, f.SHA256, f.Size, f.Abs, f.Path, u.open, u.progress); err != nil {
 		return err
 	}
-	u.n.Add(1)
-	u.size.Add(f.Size)
+	u.done(f.Size)
 	return nil
 }
 
@@ -377,15 +364,5 @@ func (u *uploader) wait(ctx context.Context) error {
 		}
 	}
 	close(u.asks)
-	err := u.g.Wait()
-	u.cancel()
-	if u.started.Load() {
-		u.cfg.event(Event{Stage: StageSend, End: true})
-	}
-	u.sent, u.sentSize = int(u.n.Load()), u.size.Load()
-	if err != nil {
-		return fmt.Errorf("upload: %w", err)
-	}
-	u.cfg.logger().Info("objects uploaded", "objects", u.sent, "bytes", u.sentSize, "dur", time.Since(u.start))
-	return nil
+	return u.finish("upload", "objects uploaded")
 }
