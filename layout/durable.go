@@ -277,7 +277,9 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 		if !strings.HasPrefix(e.Name(), markerPrefix) || e.Name() == own {
 			continue
 		}
-		f, err := os.OpenFile(filepath.Join(r.Dir, e.Name()), os.O_RDWR, 0)
+		// Read-only is enough for flock(2), and works for a marker of
+		// another user (mode 0600).
+		f, err := os.Open(filepath.Join(r.Dir, e.Name()))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue // its writer removed it meanwhile
 		}

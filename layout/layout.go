@@ -88,7 +88,9 @@ func (e *MissingObjectsError) Error() string {
 	return fmt.Sprintf("%d objects missing, first %s", len(e.Missing), e.Missing[0])
 }
 
-// Root is a repository root on disk. It is safe for concurrent use.
+// Root is a repository root on disk. It is safe for concurrent use. From
+// the first object it stores until a Commit has made its objects durable,
+// a Root holds its marker file open (see durable.go).
 type Root struct {
 	// Dir is the root directory, as given to Open.
 	Dir string
