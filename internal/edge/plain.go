@@ -204,7 +204,7 @@ func (e *Edge) saveVersions() {
 	}
 }
 
-// loadVersions reads what saveVersionsLocked wrote; a bad line is skipped
+// loadVersions reads what saveVersions wrote; a bad line is skipped
 // (its path starts again at version 0, which only costs a revalidation).
 func (e *Edge) loadVersions() error {
 	b, err := os.ReadFile(filepath.Join(e.cfg.StateDir, plainVersionsFile))
