@@ -596,11 +596,17 @@ func (e *Edge) negative(p string, gen uint64) bool {
 	if !ok {
 		return false
 	}
-	if (e.cfg.SetIDURL != "" && !e.manifestMode() && n.gen != gen) || !e.now().Before(n.expires) {
+	if (e.negativePerGeneration() && n.gen != gen) || !e.now().Before(n.expires) {
 		delete(e.neg, p)
 		return false
 	}
 	return true
+}
+
+// negativePerGeneration reports whether a remembered 404 holds until the
+// set changes (plain mode with a set-ID URL), rather than for NegativeTTL.
+func (e *Edge) negativePerGeneration() bool {
+	return e.cfg.SetIDURL != "" && !e.manifestMode()
 }
 
 func (e *Edge) setNegative(p string, gen uint64) {
@@ -608,7 +614,7 @@ func (e *Edge) setNegative(p string, gen uint64) {
 		return
 	}
 	ttl := e.cfg.NegativeTTL
-	if e.cfg.SetIDURL != "" && !e.manifestMode() {
+	if e.negativePerGeneration() {
 		ttl *= 30
 	}
 	e.negMu.Lock()
