@@ -77,7 +77,7 @@ type Config struct {
 	// the set-ID generation (plain mode) across restarts. Required.
 	StateDir string
 	// UpstreamCAFile, if set, is a PEM bundle that replaces the system roots
-	// for https upstreams.
+	// for https upstreams. If empty, the system roots.
 	UpstreamCAFile string
 	// Transport, if set, is used for upstream requests (tests); it overrides
 	// UpstreamCAFile and FirstByteTimeout. If nil, a transport is built.
@@ -122,7 +122,8 @@ type Config struct {
 	// Health, if set, is told when the edge is degraded (a live manifest
 	// expired, the upstream unreachable) and when it recovers (/healthz).
 	Health *httpserve.Health
-	// Registerer, if set, gets the edge's Prometheus metrics.
+	// Registerer, if set, gets the edge's Prometheus metrics. If nil, they
+	// are kept but not registered.
 	Registerer prometheus.Registerer
 	// Logger receives events. If nil, nothing is logged.
 	Logger *slog.Logger

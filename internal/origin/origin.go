@@ -112,7 +112,8 @@ type Config struct {
 	// off. If zero, 60s.
 	UploadStall time.Duration
 
-	// Notify lists the URLs POSTed {"set","id"} after each commit.
+	// Notify lists the URLs POSTed {"set","id"} after each commit. If
+	// empty, no notices are sent.
 	Notify []string
 	// NotifyTimeout bounds one notify attempt. If zero, 10s.
 	NotifyTimeout time.Duration
