@@ -9,14 +9,16 @@ package layout
 // rules:
 //
 //  1. Before a Root links its first un-synced object into objects/, it
-//     links one, it creates and fsyncs (file and root directory) a marker,
-//     ROOT/.unsynced-<pid>-<random>,
-//     and holds an flock(2) on it for as long as the marker exists. A marker
-//     on disk says "objects written after my mtime may be partial after a
-//     power loss"; its flock says whether its writer is still alive. One
-//     marker per Root (per process, in practice), because PutObject takes no
-//     Lock: a marker shared between processes could be removed by one while
-//     another is writing under it.
+//     creates and fsyncs (file and root directory) a marker,
+//     ROOT/.unsynced-<pid>-<random>, and holds an flock(2) on it for as
+//     long as the marker exists. A marker on disk says "objects linked
+//     after my mtime may be partial after a power loss" (the link sets the
+//     object's ctime, so this holds also for bytes written just before the
+//     marker); its flock says whether its writer is still alive. One marker
+//     per Root (per process, in practice), because PutObject takes no Lock:
+//     a marker shared between processes could be removed by one while
+//     another is writing under it. (Without flock(2), on no system we
+//     build for, PutObject fails.)
 //
 //  2. Commit, before it links any object into a set, makes every object it
 //     references durable: one syncfs(2) of the root's filesystem on Linux,
