@@ -46,7 +46,7 @@ func TestEdgeDiskFull(t *testing.T) {
 	if n := metric(t, edge, "pkgcdn_edge_cache_disk_errors_total"); n == 0 {
 		t.Errorf("pkgcdn_edge_cache_disk_errors_total = 0 after filling an 8 MiB disk with 24 MiB")
 	}
-	if log := edge.p.log.String(); !strings.Contains(log, "no space left on device") {
+	if log := edge.p.Log(); !strings.Contains(log, "no space left on device") {
 		t.Errorf("the edge's log does not say the disk is full:\n%s", tail(log, 4000))
 	}
 }

@@ -273,7 +273,7 @@ func hostile(t *testing.T, s *server, big manifest.Entry) {
 			many[i] = fmt.Sprintf("%d-%d", i*3, i*3+1)
 		}
 		rg := "bytes=" + strings.Join(many, ",")
-		before, _ := rss(t, s.p.pid())
+		before, _ := rss(t, s.p.Pid())
 		var wg sync.WaitGroup
 		for c := range 32 {
 			wg.Go(func() {
@@ -290,8 +290,8 @@ func hostile(t *testing.T, s *server, big manifest.Entry) {
 			})
 		}
 		wg.Wait()
-		cur, peak := rss(t, s.p.pid())
-		t.Logf("%s: RSS %d MiB before a flood, %d MiB after, peak %d MiB, %d fds", s.p.name, before>>20, cur>>20, peak>>20, fds(t, s.p.pid()))
+		cur, peak := rss(t, s.p.Pid())
+		t.Logf("%s: RSS %d MiB before a flood, %d MiB after, peak %d MiB, %d fds", s.p.Name, before>>20, cur>>20, peak>>20, fds(t, s.p.Pid()))
 		if cur > 256<<20 || peak > 256<<20 {
 			t.Errorf("RSS %d MiB, peak %d MiB after a flood; want < 256 MiB", cur>>20, peak>>20)
 		}

@@ -156,8 +156,8 @@ func TestPublishAPIAbuse(t *testing.T) {
 		for i, s := range srcs {
 			wg.Go(func() {
 				p := start(t, bin("pkgpublish"), e.publishArgs(master.url, s, "--retries", "0")...)
-				codes[i] = p.wait()
-				outs[i] = p.log.String()
+				codes[i] = p.Wait()
+				outs[i] = p.Log()
 			})
 		}
 		wg.Wait()

@@ -335,10 +335,10 @@ func TestPublishKilledLocalAtEachStep(t *testing.T) {
 		t.Run(fmt.Sprintf("after %d of %d", k, points), func(t *testing.T) {
 			p := start(t, pub(src)[0], pub(src)[1:]...)
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(delay):
 			}
-			p.kill()
+			p.Kill()
 			served, _ := e.checkServed(t, master.url)
 			if served != live && !served.After(live) {
 				t.Errorf("after a kill at %v the master serves %s, older than %s", delay, served, live)
@@ -422,11 +422,11 @@ func TestPublishKilledRemoteAtEachStep(t *testing.T) {
 			want := newObjects(t, root, src)
 			p := start(t, bin("pkgpublish"), args()...)
 			n := tc.need(len(want))
-			for !p.exited() && countPresent(want) < n {
+			for !p.Exited() && countPresent(want) < n {
 				time.Sleep(time.Millisecond) // polling another process's disk
 			}
-			p.kill()
-			t.Logf("killed with %d of %d new objects on the master (exit %v)", countPresent(want), len(want), p.cmd.ProcessState)
+			p.Kill()
+			t.Logf("killed with %d of %d new objects on the master (exit %v)", countPresent(want), len(want), p.Cmd.ProcessState)
 			after(t, tc.name)
 		})
 	}
@@ -441,10 +441,10 @@ func TestPublishKilledRemoteAtEachStep(t *testing.T) {
 		t.Run(fmt.Sprintf("after %d of %d", k, points), func(t *testing.T) {
 			p := start(t, bin("pkgpublish"), args()...)
 			select {
-			case <-p.done:
+			case <-p.Done():
 			case <-time.After(delay):
 			}
-			p.kill()
+			p.Kill()
 			after(t, fmt.Sprintf("at %v", delay))
 		})
 	}

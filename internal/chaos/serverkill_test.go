@@ -77,22 +77,22 @@ func TestMasterKilledDuringUpload(t *testing.T) {
 	}
 	want := newObjects(t, root, src)
 	pub := start(t, bin("pkgpublish"), e.publishArgs(master.url, src, "--jobs", "1", "--retries", "0")...)
-	for !pub.exited() && countPresent(want) < 1 {
+	for !pub.Exited() && countPresent(want) < 1 {
 		time.Sleep(time.Millisecond) // polling another process's disk
 	}
 	// Freeze the publisher so that the master dies mid-upload however fast
 	// the uploads go, then let it run into the dead master.
-	if err := pub.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+	if err := pub.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
 	if n := countPresent(want); n == len(want) {
 		t.Fatalf("all %d objects were uploaded before the publisher could be stopped", n)
 	}
-	master.p.kill()
-	if err := pub.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+	master.p.Kill()
+	if err := pub.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	if code := pub.wait(); code == 0 {
+	if code := pub.Wait(); code == 0 {
 		t.Fatalf("publish succeeded although its master was killed mid-upload")
 	}
 	master.restart(t)
@@ -144,7 +144,7 @@ func TestMasterKilledDuringServing(t *testing.T) {
 		})
 	}
 	eventually(t, time.Minute, "clients downloading", func() bool { mu.Lock(); defer mu.Unlock(); return complete >= 50 })
-	p.master.p.kill()
+	p.master.p.Kill()
 	p.master.restart(t)
 	close(stop)
 	wg.Wait()
@@ -187,7 +187,7 @@ func TestEdgeKilledMidFill(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 1<<20)); err != nil {
 		t.Fatalf("first MiB of a streaming fill: %v", err)
 	}
-	edge.p.kill()
+	edge.p.Kill()
 	n, err := io.Copy(io.Discard, resp.Body)
 	if err == nil {
 		t.Errorf("the client of a killed fill read %d more bytes and a clean end: a short 200", n)
@@ -239,7 +239,7 @@ func TestEdgeKilledDuringEviction(t *testing.T) {
 				defer mu.Unlock()
 				return complete >= 40
 			})
-			edge.p.kill()
+			edge.p.Kill()
 			close(stop)
 			wg.Wait()
 			edge.restart(t)

@@ -153,7 +153,7 @@ func TestSoak(t *testing.T) {
 	})
 
 	time.Sleep(duration / 2) // the run's own length, not a synchronisation
-	edge1.p.stop()
+	edge1.p.Stop()
 	edge1.restart(t)
 	time.Sleep(duration - duration/2)
 	close(stop)
@@ -179,8 +179,8 @@ func TestSoak(t *testing.T) {
 		name string
 		s    *server
 	}{{"master", master}, {"edge1", edge1}, {"edge2", edge2}} {
-		cur, peak := rss(t, s.s.p.pid())
-		n := fds(t, s.s.p.pid())
+		cur, peak := rss(t, s.s.p.Pid())
+		n := fds(t, s.s.p.Pid())
 		fmt.Printf("soak: %s RSS %d MiB, peak %d MiB, %d fds\n", s.name, cur>>20, peak>>20, n)
 		if peak > 256<<20 {
 			t.Errorf("%s: VmHWM %d MiB, want < 256 MiB", s.name, peak>>20)

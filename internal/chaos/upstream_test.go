@@ -185,7 +185,7 @@ func TestEdgeUpstreamDown(t *testing.T) {
 			t.Fatalf("filling %s: status %d", ent.Path, r.status)
 		}
 	}
-	p.master.p.kill()
+	p.master.p.Kill()
 	for _, ent := range cached {
 		if r := get(t, fileURL(edge.url, testSet, ent.Path)); !checkNotBad(t, "cached, upstream down", r, ent) {
 			t.Errorf("cached %s with the upstream down: status %d", ent.Path, r.status)

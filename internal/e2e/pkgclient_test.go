@@ -95,7 +95,7 @@ func TestPkgClientSemantics(t *testing.T) {
 
 	// Edge cut off from its master: cached files still served, an uncached
 	// one is a 5xx (pkg fails over), an unknown path is still a 404.
-	s.master.kill()
+	s.master.Kill()
 	code, _, body := get(t, s.edgeURL+"/"+set+"/All/curl-8.10.pkg")
 	if code != http.StatusOK || !bytes.Equal(body, files["All/curl-8.10.pkg"]) {
 		t.Errorf("cached file with upstream down = %d, want 200 with the bytes", code)
