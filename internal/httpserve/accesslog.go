@@ -64,18 +64,31 @@ func (l *AccessLog) flusher() {
 		case <-l.stop:
 			return
 		case <-t.C:
-			// A failed write is retried by the next flush; reporting it
-			// here would have no one to go to.
+			// A failed flush drops the lines it held (see flushLocked);
+			// reporting it here would have no one to go to.
 			_ = l.Flush()
 		}
 	}
 }
 
-// Flush writes the buffered lines now.
+// Flush writes the buffered lines now. On an error they are dropped, and
+// later lines are written again.
 func (l *AccessLog) Flush() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Flush()
+	return l.flushLocked()
+}
+
+// flushLocked writes the buffer; l.mu is held. A bufio.Writer refuses
+// every write after its first error, so one full-disk moment would end
+// access logging for good: on an error the writer is reset, dropping the
+// lines it held.
+func (l *AccessLog) flushLocked() error {
+	err := l.w.Flush()
+	if err != nil {
+		l.w.Reset(l.f)
+	}
+	return err
 }
 
 func openAppend(path string) (*os.File, error) {
@@ -125,8 +138,11 @@ func (l *AccessLog) Log(r *http.Request, start time.Time, status int, bytes int6
 	b := appendLine((*bp)[:0], r, start, status, bytes)
 	l.mu.Lock()
 	// A failed access-log write must not fail the request, and logging it
-	// would mean one error line per request: drop it.
-	_, _ = l.w.Write(b)
+	// would mean one error line per request: drop it, and reset the writer
+	// (see flushLocked).
+	if _, err := l.w.Write(b); err != nil {
+		l.w.Reset(l.f)
+	}
 	l.mu.Unlock()
 	*bp = b
 	lineBufs.Put(bp)
