@@ -34,10 +34,28 @@ func (e *ChangedError) Error() string {
 // Unwrap lets errors.Is(err, ErrSourceChanged) match.
 func (e *ChangedError) Unwrap() error { return ErrSourceChanged }
 
-// racyWindow: a file whose mtime is this close to the start of hashing may
-// still be being written within one timestamp tick, so its key is not
+// A file whose mtime is this close to the start of hashing may be written
+// again within the same timestamp tick, keeping its key, so its key is not
 // cached (git's "racy clean" problem); it is simply hashed again next time.
-const racyWindow = 2 * time.Second
+// The window depends on the file system's timestamps: whole seconds (FAT,
+// HFS+, some NFS) need racyWindow; where mtimes carry sub-second digits
+// (ext4, XFS, ZFS, UFS) they come from the kernel's coarse clock, which
+// ticks every 1 to 10 ms, and racyWindowFine is ten such ticks. Too wide a
+// window costs a rehash of every file a build wrote just before publishing.
+const (
+	racyWindow     = 2 * time.Second
+	racyWindowFine = 100 * time.Millisecond
+)
+
+// racy reports whether a file with this mtime (ns) must not be cached by a
+// hash that started at start.
+func racy(mtime int64, start time.Time) bool {
+	w := racyWindow
+	if mtime%int64(time.Second) != 0 {
+		w = racyWindowFine
+	}
+	return mtime >= start.Add(-w).UnixNano()
+}
 
 // HashConfig configures Hash.
 type HashConfig struct {
@@ -80,7 +98,6 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 	if now.IsZero() {
 		now = time.Now()
 	}
-	racy := now.Add(-racyWindow).UnixNano()
 	var next, cached atomic.Int64
 	var read atomic.Int64
 	g, ctx := errgroup.WithContext(ctx)
@@ -116,7 +133,7 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 				if err != nil {
 					return err
 				}
-				if cfg.Cache != nil && f.key.Mtime < racy {
+				if cfg.Cache != nil && !racy(f.key.Mtime, now) {
 					cfg.Cache.store(f.Path, f.key, f.SHA256)
 				}
 				if cfg.Done != nil {

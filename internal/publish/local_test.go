@@ -295,6 +295,29 @@ func TestHashCacheUnchangedRepublishReadsNothing(t *testing.T) {
 	}
 }
 
+func TestRacyWindow(t *testing.T) {
+	start := time.Date(2026, 11, 25, 3, 15, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		mtime time.Time
+		want  bool
+	}{
+		{"fine timestamp an hour old", start.Add(-time.Hour + 123), false},
+		{"fine timestamp 50 ms old", start.Add(-50*time.Millisecond + 7), true},
+		{"fine timestamp 150 ms old", start.Add(-150*time.Millisecond + 7), false},
+		{"fine timestamp after start", start.Add(5*time.Millisecond + 7), true},
+		{"whole-second timestamp 1 s old", start.Add(-time.Second), true},
+		{"whole-second timestamp 3 s old", start.Add(-3 * time.Second), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := racy(tt.mtime.UnixNano(), start); got != tt.want {
+				t.Errorf("racy(%v, %v) = %v, want %v", tt.mtime, start, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestHashCacheDoesNotKeepRacyEntries(t *testing.T) {
 	src := t.TempDir()
 	// Written just now: a later write in the same timestamp tick could keep
