@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -561,25 +560,4 @@ func (e *Edge) serveNotify(w http.ResponseWriter, r *http.Request) error {
 	e.Kick()
 	w.WriteHeader(http.StatusAccepted)
 	return nil
-}
-
-// contentType is a file's type: fixed, never sniffed (a response starts
-// before its first bytes arrived) and never from the host's mime.types (the
-// same file must get the same header on every edge).
-func contentType(p string) string {
-	switch strings.ToLower(path.Ext(p)) {
-	case ".conf", ".txt", ".asc":
-		return "text/plain; charset=utf-8"
-	case ".json":
-		return "application/json"
-	case ".xz", ".txz":
-		return "application/x-xz"
-	case ".zst", ".tzst":
-		return "application/zstd"
-	case ".gz", ".tgz":
-		return "application/gzip"
-	case ".html":
-		return "text/html; charset=utf-8"
-	}
-	return "application/octet-stream"
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
+	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -49,7 +50,7 @@ func (e *Edge) prefetchOne(ctx context.Context, set string, ent manifest.Entry) 
 		_ = obj.Close() // already there: nothing to release but the pin
 		return
 	}
-	o := object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(), ctype: contentType(ent.Path), inSet: true}
+	o := object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(), ctype: route.ContentType(ent.Path), inSet: true}
 	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: ent.SHA256, Size: ent.Size, Fetch: e.fetchObject(o)})
 	if err != nil {
 		e.log.Debug("prefetch", "set", set, "path", ent.Path, "err", err)

@@ -75,7 +75,7 @@ func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 			h.Set(hdrGrace, st.live.ID.String()) // as the master: served from an older set
 		}
 		return e.serveObject(w, r, object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(),
-			ctype: contentType(t.Path), cc: ccSetFile, inSet: true})
+			ctype: route.ContentType(t.Path), cc: ccSetFile, inSet: true})
 	case route.Object:
 		return e.serveObject(w, r, object{hash: t.Hash, size: -1, ctype: "application/octet-stream", cc: ccImmutable})
 	case route.Sets, route.SetsSig:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/http"
-	"path"
 	"strings"
 	"time"
 
@@ -188,40 +187,10 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 	}
 	h["Etag"] = []string{`"` + e.SHA256.String() + `"`}
 	h["Cache-Control"] = hvRevalidate
-	h["Content-Type"] = contentTypeHdr(e.Path)
+	h["Content-Type"] = route.ContentTypeHeader(e.Path)
 	h["X-Content-Type-Options"] = hvNosniff
 	http.ServeContent(w, r, "", e.Modified.Time(), newSizedFile(f, fi.Size()))
 	return nil
-}
-
-// contentTypes maps extensions to Content-Type from a fixed table, so the
-// answer does not depend on the host's mime.types, and ServeContent never
-// reads the file to sniff. Anything else is application/octet-stream.
-var contentTypes = map[string][]string{
-	".conf": {"text/plain; charset=utf-8"},
-	".txt":  {"text/plain; charset=utf-8"},
-	".asc":  {"text/plain; charset=utf-8"},
-	".json": {"application/json"},
-	".xz":   {"application/x-xz"},
-	".txz":  {"application/x-xz"},
-	".zst":  {"application/zstd"},
-	".tzst": {"application/zstd"},
-	".gz":   {"application/gzip"},
-	".tgz":  {"application/gzip"},
-	".html": {"text/html; charset=utf-8"},
-}
-
-var hvOctetStream = []string{"application/octet-stream"}
-
-func contentTypeHdr(p string) []string {
-	ext := path.Ext(p)
-	if ct, ok := contentTypes[ext]; ok {
-		return ct
-	}
-	if ct, ok := contentTypes[strings.ToLower(ext)]; ok {
-		return ct
-	}
-	return hvOctetStream
 }
 
 // serveSets serves SETS or its signature, and implements the long-poll.

@@ -287,3 +287,18 @@ func TestCleanURL(t *testing.T) {
 		})
 	}
 }
+
+func TestContentType(t *testing.T) {
+	tests := []struct{ path, want string }{
+		{"meta.conf", "text/plain; charset=utf-8"},
+		{"packagesite.tzst", "application/zstd"},
+		{"All/curl-8.10.pkg", "application/octet-stream"},
+		{"dists/stable/Release.GZ", "application/gzip"},
+		{"no-extension", "application/octet-stream"},
+	}
+	for _, tt := range tests {
+		if got := ContentType(tt.path); got != tt.want {
+			t.Errorf("ContentType(%q) = %q, want %q", tt.path, got, tt.want)
+		}
+	}
+}
