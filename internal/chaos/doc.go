@@ -5,7 +5,8 @@
 // hostile requests, and a soak under load — checking every byte a client
 // received against the sha256 of the published sets' manifests.
 //
-// MATRIX.md lists each case, what it proves and the test that proves it.
+// The README's "Reliability and security" section lists each case, what
+// it proves and the test that proves it.
 // The long soak runs from scripts/soak.sh (PKGCDN_SOAK_DURATION). The
 // package has no non-test code.
 package chaos

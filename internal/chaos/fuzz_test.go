@@ -45,7 +45,7 @@ func checkRange(t *testing.T, rg string, r response, whole []byte) {
 			// 1.26) answers a zero-length suffix range ("bytes=-0", also
 			// "bytes=-00") with 206 and "bytes N-(N-1)/N" instead of RFC
 			// 9110's 416. Empty and harmless to pkg, which never asks it;
-			// see MATRIX.md "Known bugs".
+			// see the README, "Reliability and security", "Known limits".
 			return
 		}
 		if size != int64(len(whole)) || a < 0 || b < a || b >= size || !bytes.Equal(body, whole[a:b+1]) {
