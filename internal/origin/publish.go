@@ -29,6 +29,8 @@ const (
 	maxMissingBody  = 1 << 20
 	maxMissingLines = 10000
 	maxCommitBody   = 256 << 20
+	maxBatchBody    = 1 << 30
+	maxBatchRecords = 100_000
 )
 
 // apiErrorBody is the JSON body of every publish API error.
@@ -94,6 +96,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, op string)
 			return
 		}
 		err = s.publishCommit(w, r)
+	case op == "batch":
+		if !s.allow(w, r, http.MethodPost) {
+			return
+		}
+		err = s.publishBatch(w, r)
 	case strings.HasPrefix(op, "objects/"):
 		if !s.allow(w, r, http.MethodPut) {
 			return
@@ -240,6 +247,137 @@ func (s *Server) publishObject(w http.ResponseWriter, r *http.Request, hash stri
 	s.log.Debug("object stored", "sha256", d.String(), "bytes", r.ContentLength)
 	writeJSON(w, http.StatusCreated, map[string]any{"sha256": d.String(), "stored": true})
 	return nil
+}
+
+// BatchResponse is the body of a successful batch upload: how many of its
+// objects were stored, and how many the root already held (their bytes
+// were read and dropped).
+type BatchResponse struct {
+	Stored  int `json:"stored"`
+	Present int `json:"present"`
+}
+
+// publishBatch stores a sequence of records "<sha256 hex> <size>\n" + size
+// bytes, each verified like a single PUT. A refused record stops the batch;
+// the records before it stay stored (they are verified and content-addressed,
+// so a rerun just skips them), nothing of it or after it is kept.
+func (s *Server) publishBatch(w http.ResponseWriter, r *http.Request) error {
+	if r.ContentLength < 0 {
+		return apiErr(http.StatusLengthRequired, "length_required", "Content-Length required", nil)
+	}
+	if r.ContentLength > maxBatchBody {
+		return apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("batch over %d bytes", maxBatchBody), nil)
+	}
+	body := &uploadBody{r: r.Body, rc: http.NewResponseController(w), stall: s.cfg.UploadStall}
+	defer func() { _ = body.rc.SetReadDeadline(time.Time{}) }() // unsupported: nothing to reset
+	br := bufio.NewReaderSize(body, 64<<10)
+	var res BatchResponse
+	for i := 1; ; i++ {
+		line, err := br.ReadSlice('\n')
+		if err == io.EOF && len(line) == 0 && body.err == nil {
+			break
+		}
+		if err != nil {
+			if body.err != nil || err == io.EOF {
+				return batchErr(i, res, "truncated", "body cut off in its header", body.err)
+			}
+			return batchErr(i, res, "bad_request", "header line too long", err)
+		}
+		if i > maxBatchRecords {
+			return apiErr(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("more than %d records", maxBatchRecords), nil)
+		}
+		d, size, err := parseBatchHeader(line)
+		if err != nil {
+			return batchErr(i, res, "bad_request", "bad header line", err)
+		}
+		if size > s.cfg.MaxObjectSize {
+			he := batchErr(i, res, "too_large", fmt.Sprintf("object over %d bytes", s.cfg.MaxObjectSize), nil)
+			he.status = http.StatusRequestEntityTooLarge
+			return he
+		}
+		have, err := s.root.HasObject(d)
+		if err != nil {
+			return err
+		}
+		rec := &io.LimitedReader{R: br, N: size}
+		if !have {
+			err = s.root.PutObject(d, size, rec)
+		}
+		var me *digest.MismatchError
+		var se *digest.SizeError
+		switch {
+		case err == nil:
+		case body.err != nil:
+			s.log.Debug("upload cut off", "sha256", d.String(), "err", err)
+			return batchErr(i, res, "truncated", fmt.Sprintf("body cut off in object %s; nothing of it kept", d), body.err)
+		case errors.As(err, &me):
+			return batchErr(i, res, "digest_mismatch", fmt.Sprintf("body has sha256 %s, not %s; nothing of it kept", me.Got, d), err)
+		case errors.As(err, &se):
+			// The record reader never yields more than size bytes: fewer
+			// means the body ended within the record.
+			return batchErr(i, res, "size_mismatch", fmt.Sprintf("body ends within the %d bytes of object %s; nothing of it kept", size, d), err)
+		case errors.Is(err, syscall.ENOSPC):
+			he := batchErr(i, res, "disk_full", "master disk full; nothing of it kept", err)
+			he.status = http.StatusInsufficientStorage
+			return he
+		default:
+			return err
+		}
+		// PutObject reads nothing when the object is present (also when a
+		// concurrent upload stored it since HasObject): skip its bytes.
+		if have || rec.N > 0 {
+			if _, err := io.Copy(io.Discard, rec); err != nil || rec.N > 0 {
+				return batchErr(i, res, "truncated", fmt.Sprintf("body cut off in object %s", d), errors.Join(body.err, err))
+			}
+			res.Present++
+			continue
+		}
+		res.Stored++
+		s.met.objects.Inc()
+		s.met.objectBytes.Add(float64(size))
+		s.log.Debug("object stored", "sha256", d.String(), "bytes", size)
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// batchErr is the 400 refusing record i (1-based) of a batch, saying
+// what of the batch was kept.
+func batchErr(i int, res BatchResponse, code, msg string, err error) *httpError {
+	return apiErr(http.StatusBadRequest, code, fmt.Sprintf("record %d: %s (records before it kept: %d stored, %d present)",
+		i, msg, res.Stored, res.Present), err)
+}
+
+// errBatchHeader is the cause of a malformed batch record header.
+var errBatchHeader = errors.New(`want "<sha256 hex> <size>\n"`)
+
+// parseBatchHeader parses "<64 lower-case hex> <decimal size>\n" strictly:
+// no sign, no leading zeros, no other spaces, no CR.
+func parseBatchHeader(line []byte) (digest.SHA256, int64, error) {
+	hexPart, sizePart, ok := bytes.Cut(bytes.TrimSuffix(line, []byte("\n")), []byte(" "))
+	if !ok || len(hexPart) != 64 || len(sizePart) == 0 || len(sizePart) > 19 ||
+		(len(sizePart) > 1 && sizePart[0] == '0') {
+		return digest.SHA256{}, 0, errBatchHeader
+	}
+	for _, c := range hexPart {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return digest.SHA256{}, 0, errBatchHeader
+		}
+	}
+	for _, c := range sizePart {
+		if c < '0' || c > '9' {
+			return digest.SHA256{}, 0, errBatchHeader
+		}
+	}
+	size, err := strconv.ParseInt(string(sizePart), 10, 64)
+	if err != nil {
+		return digest.SHA256{}, 0, errBatchHeader
+	}
+	d, err := digest.Parse(string(hexPart))
+	if err != nil {
+		return digest.SHA256{}, 0, errBatchHeader
+	}
+	return d, size, nil
 }
 
 // publishCommit takes the root's lock and commits a set through
