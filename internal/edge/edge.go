@@ -52,12 +52,6 @@ const (
 	ccSets      = "public, max-age=5"
 )
 
-// Bounds of a Range header honoured; a larger one is ignored.
-const (
-	maxRanges     = 16
-	maxRangeBytes = 1024
-)
-
 // MaxNotifyBytes bounds the body of a push notice.
 const MaxNotifyBytes = 4 << 10
 
@@ -457,11 +451,7 @@ var errMethod = errors.New("method not allowed")
 
 // ServeHTTP serves the master's URL space from the cache.
 func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rg := r.Header.Get("Range"); len(rg) > maxRangeBytes || strings.Count(rg, ",") >= maxRanges {
-		// Many ranges multiply the response (and the work): ignore them,
-		// as RFC 9110 14.2 allows, and send the plain file.
-		r.Header.Del("Range")
-	}
+	httpserve.DropUnservableRange(r)
 	// An encoded "/", "\\" or NUL would name another file upstream than the
 	// path we validate and key by; "." segments name nothing.
 	p, err := route.CleanURL(r.URL)

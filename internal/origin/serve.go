@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
@@ -52,6 +53,7 @@ var errNotFound = &httpError{status: http.StatusNotFound, code: "not_found", msg
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	httpserve.DropUnservableRange(r)
 	st := s.sets.Load()
 	t, err := route.ParseURL(r.URL, st.isSet)
 	if err != nil {
