@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -145,6 +146,8 @@ type Client struct {
 	wait  time.Duration
 	stall time.Duration
 	log   *slog.Logger
+
+	noBatch atomic.Bool // the master answered 404 to a batch: PUT each object
 }
 
 // NewClient returns a Client of the master at cfg.URL.
@@ -393,49 +396,92 @@ func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Read
 func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, path, relPath string,
 	open func(string) (io.ReadCloser, error), progress func(int64)) error {
 	op := "put " + d.String()
+	return c.upload(ctx, op, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), size,
+		func(sent, eof func()) (uploadBody, error) {
+			f, err := open(path)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", relPath, err)
+			}
+			sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath,
+				progress: progress, sent: sent, eof: eof}
+			return &fileBody{sendReader: sr, f: f}, nil
+		})
+}
+
+// uploadBody is the body of one upload attempt: source files read while
+// they are hashed.
+type uploadBody interface {
+	io.Reader
+	io.Closer         // closes the source files
+	changed() error   // the *ChangedError that aborted the body, or nil
+	sentBytes() int64 // file bytes sent (reported to progress)
+	progress() func(int64)
+}
+
+// fileBody is the body of a single PUT: one file.
+type fileBody struct {
+	*sendReader
+	f io.Closer
+}
+
+func (b *fileBody) Close() error          { return b.f.Close() }
+func (b *fileBody) changed() error        { return b.sendReader.err }
+func (b *fileBody) sentBytes() int64      { return b.sendReader.n }
+func (b *fileBody) progress() func(int64) { return b.sendReader.progress }
+
+// upload sends one request of length bytes whose body newBody makes for
+// each attempt, retrying on connection errors and 5xx. sent and eof are
+// the hooks of the stall timer: every byte sent rearms it, the end of the
+// body stops it (the master then answers). The answer's body is discarded.
+func (c *Client) upload(ctx context.Context, op, method, u string, length int64,
+	newBody func(sent, eof func()) (uploadBody, error)) error {
 	return c.retry(ctx, op, func() error {
-		f, err := open(path)
-		if err != nil {
-			return fmt.Errorf("%s: %w", relPath, err)
-		}
-		defer f.Close()
 		// The transport has no write timeout: a master that stops reading
 		// would hold the upload forever. Every byte sent rearms the timer.
 		ctx, cancel := context.WithCancelCause(ctx)
 		defer cancel(nil)
 		stall := time.AfterFunc(c.stall, func() { cancel(errStalled) })
 		defer stall.Stop()
-		sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath,
-			progress: progress, sent: func() { stall.Reset(c.stall) }, eof: func() { stall.Stop() }}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), sr)
+		body, err := newBody(func() { stall.Reset(c.stall) }, func() { stall.Stop() })
 		if err != nil {
 			return err
 		}
-		req.ContentLength = size
-		if size == 0 {
+		defer body.Close()
+		req, err := http.NewRequestWithContext(ctx, method, u, body)
+		if err != nil {
+			return err
+		}
+		req.ContentLength = length
+		if length == 0 {
 			// An empty body is never read: check the file is still empty.
-			if n, _ := sr.Read(make([]byte, 1)); n > 0 || sr.err != nil {
-				return sr.err
+			if n, _ := body.Read(make([]byte, 1)); n > 0 || body.changed() != nil {
+				return body.changed()
 			}
 			req.Body = http.NoBody
 		}
 		req.Header.Set("Content-Type", "application/octet-stream")
+		if method == http.MethodPost {
+			// A master that refuses the call (an older one without it, a
+			// wrong token) answers before the body is sent.
+			req.Header.Set("Expect", "100-continue")
+		}
 		resp, err := c.do(req, op, true)
-		if sr.err != nil {
+		if cerr := body.changed(); cerr != nil {
 			if resp != nil {
 				resp.Body.Close()
 			}
-			return sr.err // the source changed: never retried
+			return cerr // the source's error, not the transport's: a *ChangedError is never retried
 		}
 		if err != nil {
-			if progress != nil {
-				progress(-sr.n)
+			if p := body.progress(); p != nil {
+				p(-body.sentBytes())
 			}
 			if cause := context.Cause(ctx); errors.Is(cause, errStalled) {
 				err = fmt.Errorf("master: %s: %w", op, cause)
 			}
 			return err
 		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // a short JSON status: nothing in it we need
 		return resp.Body.Close()
 	})
 }

@@ -211,14 +211,14 @@ func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, onl
 	for _, o := range objs {
 		byDigest[o.SHA256] = o
 	}
-	var todo []Item
+	var todo []Object
 	var total int64
 	for _, d := range missing {
 		o, ok := byDigest[d]
 		if !ok || o.Src == "" {
 			return 0, 0, fmt.Errorf("master lacks object %s that this publish cannot send", d)
 		}
-		todo = append(todo, o)
+		todo = append(todo, Object{SHA256: o.SHA256, Size: o.Size, Path: o.Src, Name: o.Path})
 		total += o.Size
 	}
 	log.Info("uploading missing objects", "objects", len(todo), "of", len(objs), "bytes", total)
@@ -227,11 +227,13 @@ func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, onl
 	defer cfg.event(Event{Stage: StageSend, End: true})
 	progress, open := cfg.sendProgress(), cfg.opener()
 	var sent atomic.Int64
-	err := forEach(ctx, cfg.jobs(remoteJobs), todo, func(ctx context.Context, o Item) error {
-		if err := c.PutObject(ctx, o.SHA256, o.Size, o.Src, o.Path, open, progress); err != nil {
+	err := forEach(ctx, cfg.jobs(remoteJobs), batches(todo), func(ctx context.Context, unit []Object) error {
+		if err := c.PutObjects(ctx, unit, open, progress); err != nil {
 			return err
 		}
-		sent.Add(o.Size)
+		for _, o := range unit {
+			sent.Add(o.Size)
+		}
 		return nil
 	})
 	if err != nil {
@@ -247,13 +249,14 @@ func uploadMissing(ctx context.Context, cfg *Config, c *Client, objs []Item, onl
 const missingBatch = 1000
 
 // uploader asks the master which hashed objects it lacks, in batches, and
-// uploads those, while the source is still being hashed.
+// uploads those, while the source is still being hashed: small ones in
+// batch uploads, grouped within each answer of the master.
 type uploader struct {
 	*sender
 	c    *Client
 	live *manifest.Manifest // nil if none
 	asks chan []File
-	work chan File
+	work chan []Object // units of upload: see batches
 
 	progress func(int64)                         // cfg.sendProgress(), made once
 	open     func(string) (io.ReadCloser, error) // cfg.opener()
@@ -269,7 +272,7 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 	s, gctx := newSender(ctx, cfg)
 	g := s.g
 	u := &uploader{sender: s, c: c, live: live,
-		asks: make(chan []File, 64), work: make(chan File, 256), seen: map[digest.SHA256]bool{},
+		asks: make(chan []File, 64), work: make(chan []Object, 64), seen: map[digest.SHA256]bool{},
 		progress: cfg.sendProgress(), open: cfg.opener()}
 	g.Go(func() error {
 		defer close(u.work)
@@ -277,7 +280,7 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 	})
 	for range cfg.jobs(remoteJobs) {
 		g.Go(func() error {
-			return consume(gctx, g, u.work, func(f File) error { return u.put(gctx, f) })
+			return consume(gctx, g, u.work, func(unit []Object) error { return u.put(gctx, unit) })
 		})
 	}
 	return u, gctx
@@ -314,7 +317,8 @@ func (u *uploader) add(ctx context.Context, f File) error {
 	}
 }
 
-// ask sends one missing query and queues what the master lacks.
+// ask sends one missing query and queues what the master lacks, grouped
+// into units of upload.
 func (u *uploader) ask(ctx context.Context, b []File) error {
 	ds := make([]digest.SHA256, len(b))
 	for i, f := range b {
@@ -328,12 +332,15 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 	for _, d := range missing {
 		want[d] = true
 	}
+	var objs []Object
 	for _, f := range b {
-		if !want[f.SHA256] {
-			continue
+		if want[f.SHA256] {
+			objs = append(objs, Object{SHA256: f.SHA256, Size: f.Size, Path: f.Abs, Name: f.Path})
 		}
+	}
+	for _, unit := range batches(objs) {
 		select {
-		case u.work <- f:
+		case u.work <- unit:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -341,12 +348,15 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 	return nil
 }
 
-func (u *uploader) put(ctx context.Context, f File) error {
+// put uploads one unit: a batch or a single object.
+func (u *uploader) put(ctx context.Context, unit []Object) error {
 	u.begin()
-	if err := u.c.PutObject(ctx, f.SHA256, f.Size, f.Abs, f.Path, u.open, u.progress); err != nil {
+	if err := u.c.PutObjects(ctx, unit, u.open, u.progress); err != nil {
 		return err
 	}
-	u.done(f.Size)
+	for _, o := range unit {
+		u.done(o.Size)
+	}
 	return nil
 }
 

@@ -41,6 +41,7 @@ type fakeMaster struct {
 	onCommit  func(n int) // called before each commit is handled
 	missingQs int
 	asked     int // digests asked about in all missing queries
+	batchQs   int // batch uploads tried (answered 404: an older master)
 }
 
 func newFakeMaster(t testing.TB, pub string) (*fakeMaster, *httptest.Server) {
@@ -178,6 +179,11 @@ func (fm *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		default:
 			w.WriteHeader(http.StatusCreated)
 		}
+	case op == "batch":
+		fm.mu.Lock()
+		fm.batchQs++
+		fm.mu.Unlock()
+		http.NotFound(w, r)
 	case op == "commit" && r.Method == http.MethodPost:
 		fm.mu.Lock()
 		fm.commits++
