@@ -3,10 +3,12 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -40,6 +42,23 @@ func originFlags() []cli.Flag {
 	}
 }
 
+// recoverRoot takes the root's lock for a moment, which re-checks objects a
+// writer that died (power loss mid-upload) left un-synced, so that they are
+// not served at /.pkgcdn/objects/ before the next Commit would re-check them.
+// A publisher holding the lock recovers in its own Commit: not waited for.
+func recoverRoot(ctx context.Context, root *layout.Root) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	unlock, err := root.Lock(ctx)
+	if errors.Is(err, layout.ErrLocked) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("recover root: %w", err)
+	}
+	return unlock()
+}
+
 // runOrigin runs the master: origin.Server behind runService.
 func runOrigin(c *cli.Context) error {
 	log, err := newLogger(c)
@@ -53,6 +72,9 @@ func runOrigin(c *cli.Context) error {
 	root, err := layout.Open(dir)
 	if err != nil {
 		return fmt.Errorf("open root: %w", err)
+	}
+	if err := recoverRoot(c.Context, root); err != nil {
+		return err
 	}
 	var verifier *sign.Verifier
 	if keys := c.StringSlice("trusted-key"); len(keys) > 0 {

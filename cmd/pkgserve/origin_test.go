@@ -3,69 +3,47 @@ package main
 import (
 	"os"
 	"path/filepath"
-	"slices"
+	"strings"
 	"testing"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/layout"
 )
 
-// TestFlagNamesUnique guards the contract between main.go, origin.go and
-// edge.go: a flag name (or alias) defined twice makes urfave/cli panic at
-// startup.
-func TestFlagNamesUnique(t *testing.T) {
-	seen := map[string]bool{}
-	for _, f := range slices.Concat(commonFlags(), originFlags(), edgeFlags(), demoFlags()) {
-		for _, n := range f.Names() {
-			if seen[n] {
-				t.Errorf("flag --%s defined twice", n)
-			}
-			seen[n] = true
-		}
+// TestRecoverRootRemovesObjectsOfADeadWriter: a master restarted after a
+// power loss mid-upload must not serve an object whose bytes never reached
+// the disk. A dead writer's marker (no flock held) makes start-up re-check
+// the objects it may have left, and a bad one goes.
+func TestRecoverRootRemovesObjectsOfADeadWriter(t *testing.T) {
+	root, err := layout.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestReadMirrorList(t *testing.T) {
-	tests := []struct {
-		name, content string
-		want          []string
-		wantErr       bool
-	}{
-		{"plain", "http://a.example/\nhttp://b.example/\n", []string{"http://a.example/", "http://b.example/"}, false},
-		{"comments and URL: lines", "# mirrors\n\nURL: http://a.example/\n  http://b.example/  \n", []string{"http://a.example/", "http://b.example/"}, false},
-		{"empty", "# nothing\n", nil, true},
-		{"two on a line", "http://a http://b\n", nil, true},
+	good := []byte("an object whose bytes made it to disk")
+	gd := digest.Sum(good)
+	if err := root.PutObject(gd, int64(len(good)), strings.NewReader(string(good))); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "mirrors")
-			if err := os.WriteFile(p, []byte(tt.content), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			got, err := readMirrorList(p)
-			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
-				t.Errorf("readMirrorList(%q) = %q, %v; want %q, error %v", tt.content, got, err, tt.want, tt.wantErr)
-			}
-		})
+	// An object linked in place whose content was lost: zeros.
+	bad := digest.Sum([]byte("lost in the crash"))
+	badPath := root.ObjectPath(bad)
+	if err := os.MkdirAll(filepath.Dir(badPath), 0o755); err != nil {
+		t.Fatal(err)
 	}
-}
-
-func TestReadToken(t *testing.T) {
-	tests := []struct {
-		name, content, want string
-		wantErr             bool
-	}{
-		{"trimmed", "  0123456789abcdef0123\n", "0123456789abcdef0123", false},
-		{"empty", "\n", "", true},
-		{"short", "abc\n", "", true},
+	if err := os.WriteFile(badPath, make([]byte, 17), 0o444); err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := filepath.Join(t.TempDir(), "token")
-			if err := os.WriteFile(p, []byte(tt.content), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			got, err := readToken(p)
-			if (err != nil) != tt.wantErr || got != tt.want {
-				t.Errorf("readToken(%q) = %q, %v; want %q, error %v", tt.content, got, err, tt.want, tt.wantErr)
-			}
-		})
+	// The marker of a writer that died (nobody holds its flock).
+	if err := os.WriteFile(filepath.Join(root.Dir, ".unsynced-999999-dead"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := recoverRoot(t.Context(), root); err != nil {
+		t.Fatalf("recoverRoot: %v", err)
+	}
+	if ok, _ := root.HasObject(bad); ok {
+		t.Error("the object the dead writer left corrupt is still stored")
+	}
+	if ok, _ := root.HasObject(gd); !ok {
+		t.Error("a good object was removed")
 	}
 }
