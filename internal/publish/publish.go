@@ -5,6 +5,11 @@
 // local repository root (package layout) or to a remote master over the
 // upload API of /work/notes/PUBLISH_API.md.
 //
+// To a remote master, objects of at most BatchObjectBytes travel in batch
+// uploads (POST /.pkgcdn/publish/batch: many objects in one request, see
+// Client.PutObjects) and larger ones in one PUT each; a master without
+// batch uploads gets PUTs only.
+//
 // A publish whose content equals the live set's creates no set. A publish
 // interrupted at any point leaves the live set untouched, and a rerun sends
 // only what is still missing.
