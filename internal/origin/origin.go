@@ -78,7 +78,10 @@ type Config struct {
 	// Root is the repository root served. Required.
 	Root *layout.Root
 	// Verifier holds the trusted keys a published manifest and SETS must be
-	// signed with (--trusted-key). Required when PublishToken is set.
+	// signed with (--trusted-key). Required when PublishToken is set. If
+	// set, a SETS on disk whose signature does not verify (a publisher
+	// killed between the two files) is not served: the last good pair is,
+	// flagged degraded. If nil, SETS is served as it is on disk.
 	Verifier *sign.Verifier
 	// PublishToken is the bearer token of the publish API. If empty, the
 	// publish API is disabled and every /.pkgcdn/publish/ path is a 404.

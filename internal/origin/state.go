@@ -108,6 +108,14 @@ func (s *Server) refreshLocked(force bool) error {
 	if err != nil && !errors.Is(err, layout.ErrNotFound) {
 		return err
 	}
+	if data != nil && s.cfg.Verifier != nil {
+		// A publisher killed between writing SETS and its signature leaves a
+		// pair that does not verify: keep serving the last pair that did
+		// (edges would refuse the new one anyway) until a rerun repairs it.
+		if _, err := manifest.OpenSets(data, sig, s.cfg.Verifier); err != nil {
+			return err
+		}
+	}
 	names, err := s.root.SetNames()
 	if err != nil {
 		return err
