@@ -87,6 +87,7 @@ func (c *Cache) Fill(key Key, spec FillSpec) (*Stream, error) {
 			if s := f.join(); s != nil {
 				c.mu.Unlock()
 				c.st.collapsed.Add(1)
+				s.collapsed = true
 				return s, nil
 			}
 			// A failing fill, or a pass-through that dropped its first
@@ -532,12 +533,17 @@ type Stream struct {
 	pos int64   // lowest offset still needed (pass-through); guarded by f.mu
 	// fellBehind: dropped from a pass-through fill for not reading; guarded by f.mu
 	fellBehind bool
+	collapsed  bool // joined a fill another caller started; set before it is returned
 	done       chan struct{}
 	once       sync.Once
 }
 
 // Hit reports whether the Stream reads a complete entry (no upstream fetch).
 func (s *Stream) Hit() bool { return s.obj != nil }
+
+// Collapsed reports whether the Stream joined a fill another caller had
+// started (RFC 9211's "collapsed"): its bytes come from that one fetch.
+func (s *Stream) Collapsed() bool { return s.collapsed }
 
 // Meta waits for the upstream's headers and returns the Meta (Size -1 if
 // the upstream did not say; Stored is zero until the fill completes). It

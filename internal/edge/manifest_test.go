@@ -32,6 +32,7 @@ func TestFillOneFetchStreamsToManyClients(t *testing.T) {
 	var wg sync.WaitGroup
 	gotFirst := make(chan struct{}, clients)
 	errs := make(chan error, clients)
+	statuses := make(chan string, clients)
 	for range clients {
 		wg.Go(func() {
 			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.srv.URL+"/"+testSet+"/All/big.pkg", nil)
@@ -45,6 +46,7 @@ func TestFillOneFetchStreamsToManyClients(t *testing.T) {
 				errs <- fmt.Errorf("status %d, length %d", resp.StatusCode, resp.ContentLength)
 				return
 			}
+			statuses <- resp.Header.Get("Cache-Status")
 			first := make([]byte, 4096)
 			if _, err := io.ReadFull(resp.Body, first); err != nil {
 				errs <- fmt.Errorf("first bytes: %w", err)
@@ -81,6 +83,15 @@ func TestFillOneFetchStreamsToManyClients(t *testing.T) {
 	}
 	if n := m.objectFetches(); n != 1 {
 		t.Errorf("upstream object fetches = %d, want 1", n)
+	}
+	// One client started the fill; every other one joined it (RFC 9211).
+	close(statuses)
+	count := map[string]int{}
+	for cs := range statuses {
+		count[cs]++
+	}
+	if count[csMiss] != 1 || count[csCollapsed] != clients-1 {
+		t.Errorf("Cache-Status counts %v, want 1 %q and %d %q", count, csMiss, clients-1, csCollapsed)
 	}
 	// Now cached: a hit with no upstream request.
 	waitCached(t, e.cache, cache.Key(digest.Sum([]byte(body))))

@@ -30,6 +30,7 @@ const (
 const (
 	csHit         = "pkgcdn; hit"
 	csMiss        = "pkgcdn; fwd=miss"
+	csCollapsed   = "pkgcdn; fwd=miss; collapsed" // joined another request's fill: one fetch for both
 	csRevalidated = "pkgcdn; fwd=stale; fwd-status=304"
 	csReplaced    = "pkgcdn; fwd=stale; fwd-status=200"
 	csStale       = "pkgcdn; hit; detail=stale-if-error"
@@ -160,7 +161,11 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		e.serveStream(w, r, s, size, o.modified, e.met.bytesCache)
 		return nil
 	}
-	h.Set("Cache-Status", csMiss)
+	if s.Collapsed() {
+		h.Set("Cache-Status", csCollapsed)
+	} else {
+		h.Set("Cache-Status", csMiss)
+	}
 	e.met.requests.WithLabelValues("miss").Inc()
 	e.serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)
 	return nil
