@@ -256,6 +256,8 @@ func describe(cs string) string {
 		return "hit (served from the edge's disk)"
 	case strings.Contains(cs, "fwd=stale"), strings.Contains(cs, "revalidated"):
 		return "revalidated with upstream"
+	case strings.Contains(cs, "collapsed"):
+		return "joined a fetch already in progress"
 	case strings.Contains(cs, "fwd="):
 		return "miss (fetched from master)"
 	}
