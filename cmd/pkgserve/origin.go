@@ -39,6 +39,8 @@ func originFlags() []cli.Flag {
 			Usage: "mirror URL served at / as \"URL: <mirror>\" for pkg's mirror_type: http (repeatable; default: / is 404)"},
 		&cli.StringFlag{Name: "mirror-list", EnvVars: env("mirror-list"),
 			Usage: "file of mirror URLs, one a line (# comments), appended to --mirror"},
+		&cli.DurationFlag{Name: "mirror-probe", EnvVars: env("mirror-probe"),
+			Usage: "probe each mirror's /.pkgcdn/sets this often and list at / only those that answered (all if none did; default 0: list every mirror)"},
 	}
 }
 
@@ -117,6 +119,7 @@ func runOrigin(c *cli.Context) error {
 		Notify:          c.StringSlice("notify"),
 		NotifyTimeout:   c.Duration("notify-timeout"),
 		Mirrors:         mirrors,
+		MirrorProbe:     c.Duration("mirror-probe"),
 		Registerer:      reg,
 		Health:          health,
 		Logger:          log,

@@ -125,13 +125,19 @@ type Config struct {
 	// NotifyBackoff is the wait before the first retry, doubled for each
 	// further one. If zero, 1s.
 	NotifyBackoff time.Duration
-	// HTTPClient sends the notices. If nil, a client of its own.
+	// HTTPClient sends the notices and the mirror probes. If nil, a client
+	// of its own.
 	HTTPClient *http.Client
 
 	// Mirrors are served at "/" (and at each set's own URL) as
 	// "URL: <mirror>" lines (pkg's mirror_type: http). If empty, "/" is a
 	// 404.
 	Mirrors []string
+	// MirrorProbe, if not zero, is how often each mirror is probed (GET
+	// <mirror>/.pkgcdn/sets, answered within MirrorProbe): "/" then lists
+	// only the mirrors whose last probe got a 200, or all of them if none
+	// did. If zero, every mirror is listed.
+	MirrorProbe time.Duration
 
 	// Registerer gets the origin's Prometheus metrics. If nil, they are
 	// kept but not registered.
@@ -164,13 +170,13 @@ type Server struct {
 
 	cache *manifestCache
 
-	mirrors     []byte // mirrorList(cfg.Mirrors), made once; nil: "/" is a 404
-	mirrorsETag string // etagOf(mirrors)
+	mirrors atomic.Pointer[mirrorList] // served at "/"; changed by probeMirrors
 
 	notifyq chan notice
 
 	onWait     func()              // test hook: a long-poll is parked
 	onNotified func(result string) // test hook: a notice is done
+	onProbed   func()              // test hook: a round of mirror probes is done
 }
 
 // New returns a Server for cfg. It reads SETS once; Run keeps it current.
@@ -237,9 +243,8 @@ func New(cfg Config) (*Server, error) {
 		stop:     make(chan struct{}),
 		cache:    newManifestCache(cfg.ManifestCache),
 		notifyq:  make(chan notice, 256),
-		mirrors:  mirrorList(cfg.Mirrors),
 	}
-	s.mirrorsETag = etagOf(s.mirrors)
+	s.mirrors.Store(newMirrorList(cfg.Mirrors))
 	s.sets.Store(&setsState{changed: make(chan struct{})})
 	if err := s.refresh(true); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
@@ -256,6 +261,9 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer s.ReleaseWaiters()
+	if s.cfg.MirrorProbe > 0 && len(s.cfg.Mirrors) > 0 {
+		wg.Go(func() { s.probeMirrors(ctx) })
+	}
 	tick := time.NewTicker(s.cfg.PollInterval)
 	defer tick.Stop()
 	for {

@@ -323,23 +323,14 @@ func (s *Server) serveObject(w http.ResponseWriter, r *http.Request, d digest.SH
 // serveMirrors serves pkg's mirror list (mirror_type: http): one
 // "URL: <mirror>" line per mirror, tried in order.
 func (s *Server) serveMirrors(w http.ResponseWriter, r *http.Request) error {
-	if s.mirrors == nil {
+	l := s.mirrors.Load()
+	if l.body == nil {
 		return errNotFound
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("Cache-Control", ccMirrors)
-	h.Set("ETag", s.mirrorsETag)
-	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(s.mirrors))
+	h.Set("ETag", l.etag)
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(l.body))
 	return nil
-}
-
-// mirrorList returns the body serveMirrors serves for mirrors: one
-// "URL: <mirror>" line each; nil for none.
-func mirrorList(mirrors []string) []byte {
-	var b []byte
-	for _, m := range mirrors {
-		b = append(b, "URL: "+m+"\n"...)
-	}
-	return b
 }
