@@ -135,7 +135,9 @@ func (f *fill) join() *Stream {
 	if f.err != nil || f.canceled || f.ring != nil && f.written-f.fileN > int64(len(f.ring)) {
 		return nil
 	}
-	s := &Stream{f: f, done: make(chan struct{})}
+	// A reader of a fill whose bytes are all here and verified (committing
+	// in the background) fetches nothing: a hit, not a collapsed request.
+	s := &Stream{f: f, done: make(chan struct{}), complete: f.complete}
 	f.readers[s] = struct{}{}
 	f.refs++
 	return s
@@ -534,16 +536,20 @@ type Stream struct {
 	// fellBehind: dropped from a pass-through fill for not reading; guarded by f.mu
 	fellBehind bool
 	collapsed  bool // joined a fill another caller started; set before it is returned
+	complete   bool // the fill was complete and verified when joined
 	done       chan struct{}
 	once       sync.Once
 }
 
-// Hit reports whether the Stream reads a complete entry (no upstream fetch).
-func (s *Stream) Hit() bool { return s.obj != nil }
+// Hit reports whether the Stream reads complete, verified bytes: an entry,
+// or a fill that had received and verified every byte when this Stream
+// joined it (still committing). No upstream fetch happens for it.
+func (s *Stream) Hit() bool { return s.obj != nil || s.complete }
 
-// Collapsed reports whether the Stream joined a fill another caller had
-// started (RFC 9211's "collapsed"): its bytes come from that one fetch.
-func (s *Stream) Collapsed() bool { return s.collapsed }
+// Collapsed reports whether the Stream joined a fill in progress that
+// another caller had started (RFC 9211's "collapsed"): its bytes come from
+// that one fetch.
+func (s *Stream) Collapsed() bool { return s.collapsed && !s.complete }
 
 // Meta waits for the upstream's headers and returns the Meta (Size -1 if
 // the upstream did not say; Stored is zero until the fill completes). It
