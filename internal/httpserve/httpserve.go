@@ -128,6 +128,9 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, srv: srv, log: log}
 	if cfg.TLSCertFile != "" {
 		if err := s.ReloadTLS(); err != nil {
+			if cfg.Listener != nil {
+				_ = cfg.Listener.Close() // ours to close, as documented; the TLS error is the one to report
+			}
 			return nil, err
 		}
 		// NextProtos h2 first: net/http serves HTTP/2 over TLS by itself.
