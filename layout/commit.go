@@ -75,17 +75,10 @@ func (r *Root) Commit(ctx context.Context, c Commit, v *sign.Verifier, now time.
 			err = fmt.Errorf("commit set %s %s: %w", set, id, err)
 		}
 	}()
-	if err := ValidateSetName(set); err != nil {
-		return err
-	}
-	if _, err := manifest.OpenSets(c.SetsData, c.SetsSig, v); err != nil {
-		return err
-	}
-	onDisk, err := r.readSets()
+	onDisk, announced, _, err := r.readOffer(set, c, v)
 	if err != nil {
 		return err
 	}
-	announced, _ := onDisk.Lookup(set)
 	live, err := r.Live(set)
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return err
@@ -317,4 +310,21 @@ func parents(rel string) []string {
 		}
 	}
 	return ps
+}
+
+// readOffer is what Commit and Refresh check first, once the manifest is
+// open: the set's name is valid and the offered SETS is signed by v. It
+// returns the SETS on disk and the set's entry in it (ok false if none).
+func (r *Root) readOffer(set string, c Commit, v *sign.Verifier) (onDisk setid.Sets, announced setid.Entry, ok bool, err error) {
+	if err := ValidateSetName(set); err != nil {
+		return nil, setid.Entry{}, false, err
+	}
+	if _, err := manifest.OpenSets(c.SetsData, c.SetsSig, v); err != nil {
+		return nil, setid.Entry{}, false, err
+	}
+	if onDisk, err = r.readSets(); err != nil {
+		return nil, setid.Entry{}, false, err
+	}
+	announced, ok = onDisk.Lookup(set)
+	return onDisk, announced, ok, nil
 }

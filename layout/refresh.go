@@ -40,17 +40,10 @@ func (r *Root) Refresh(ctx context.Context, c Commit, v *sign.Verifier, now time
 			err = fmt.Errorf("refresh set %s %s: %w", set, id, err)
 		}
 	}()
-	if err := ValidateSetName(set); err != nil {
-		return err
-	}
-	if _, err := manifest.OpenSets(c.SetsData, c.SetsSig, v); err != nil {
-		return err
-	}
-	onDisk, err := r.readSets()
+	onDisk, announced, ok, err := r.readOffer(set, c, v)
 	if err != nil {
 		return err
 	}
-	announced, ok := onDisk.Lookup(set)
 	if !ok {
 		return fmt.Errorf("not in SETS: %w", ErrNotFound)
 	}
