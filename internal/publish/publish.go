@@ -3,7 +3,7 @@
 // decides which objects the target lacks, sends only those, builds and signs
 // the set's manifest and the new SETS file, and commits the set — into a
 // local repository root (package layout) or to a remote master over the
-// upload API of /work/notes/PUBLISH_API.md.
+// upload API of internal/origin/PUBLISH_API.md.
 //
 // To a remote master, objects of at most BatchObjectBytes travel in batch
 // uploads (POST /.pkgcdn/publish/batch: many objects in one request, see
