@@ -1,8 +1,9 @@
 // Package origin is the master's http.Handler: it serves the live sets of a
 // repository root (package layout), the signed set-ID file with long-poll,
 // the signed manifests and the objects by hash, and the authenticated
-// publish API that pkgpublish uploads to (PUBLISH_API.md beside this file). After a commit it
-// wakes the long-pollers and pushes a notice to each configured mirror.
+// publish API that pkgpublish uploads to (PUBLISH_API.md beside this file).
+// After a commit it wakes the long-pollers and pushes a notice to each
+// configured mirror.
 //
 // URL space (DESIGN.md, "URL space"; parsed by package route):
 //
