@@ -288,43 +288,11 @@ func removeIfExists(path string) error { return ignoreNotExist(os.Remove(path)) 
 // set directory or a `current` link, sorted.
 func (r *Root) setBases() ([]string, error) {
 	var names []string
-	var walk func(dir, name string) error
-	walk = func(dir, name string) error {
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			return err
-		}
-		isSet := false
-		for _, e := range ents {
-			n := e.Name()
-			if name != "" && n == currentLink {
-				isSet = true
-				continue
-			}
-			if !e.IsDir() || atomicTemp(n) {
-				continue
-			}
-			if _, err := setid.Parse(n); err == nil {
-				isSet = name != ""
-				continue
-			}
-			child := n
-			if name != "" {
-				child = name + "/" + n
-			}
-			if ValidateSetName(child) != nil {
-				continue
-			}
-			if err := walk(filepath.Join(dir, n), child); err != nil {
-				return err
-			}
-		}
-		if isSet {
+	if err := r.walkSets(func(name string, current, ids bool) {
+		if current || ids {
 			names = append(names, name)
 		}
-		return nil
-	}
-	if err := walk(filepath.Join(r.Dir, setsDir), ""); err != nil {
+	}); err != nil {
 		return nil, err
 	}
 	slices.Sort(names)

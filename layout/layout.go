@@ -249,41 +249,58 @@ func (r *Root) SetIDs(set string) ([]setid.ID, error) {
 // SetNames returns the names of the sets that have a `current` link, sorted.
 func (r *Root) SetNames() ([]string, error) {
 	var names []string
+	if err := r.walkSets(func(name string, current, _ bool) {
+		if current {
+			names = append(names, name)
+		}
+	}); err != nil {
+		return nil, fmt.Errorf("list sets: %w", err)
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// walkSets calls visit for every set name with a directory under sets/,
+// saying whether that directory holds a `current` link and set ID
+// directories. Names that fail ValidateSetName and temp files are skipped.
+func (r *Root) walkSets(visit func(name string, current, ids bool)) error {
 	var walk func(dir, name string) error
 	walk = func(dir, name string) error {
 		ents, err := os.ReadDir(dir)
 		if err != nil {
 			return err
 		}
+		current, ids := false, false
 		for _, e := range ents {
 			n := e.Name()
-			switch {
-			case n == currentLink && name != "":
-				names = append(names, name)
-			case !e.IsDir() || atomicTemp(n):
-			default:
-				if _, err := setid.Parse(n); err == nil {
-					continue // a set directory, not a nested set name
-				}
-				child := n
-				if name != "" {
-					child = name + "/" + n
-				}
-				if ValidateSetName(child) != nil {
-					continue
-				}
-				if err := walk(filepath.Join(dir, n), child); err != nil {
-					return err
-				}
+			if n == currentLink && name != "" {
+				current = true
+				continue
 			}
+			if !e.IsDir() || atomicTemp(n) {
+				continue
+			}
+			if _, err := setid.Parse(n); err == nil {
+				ids = true // a set directory, not a nested set name
+				continue
+			}
+			child := n
+			if name != "" {
+				child = name + "/" + n
+			}
+			if ValidateSetName(child) != nil {
+				continue
+			}
+			if err := walk(filepath.Join(dir, n), child); err != nil {
+				return err
+			}
+		}
+		if name != "" { // sets/ itself is no set
+			visit(name, current, ids)
 		}
 		return nil
 	}
-	if err := walk(filepath.Join(r.Dir, setsDir), ""); err != nil {
-		return nil, fmt.Errorf("list sets: %w", err)
-	}
-	slices.Sort(names)
-	return names, nil
+	return walk(filepath.Join(r.Dir, setsDir), "")
 }
 
 // Manifest returns the manifest file of a published set and its signature,
