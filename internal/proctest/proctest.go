@@ -10,11 +10,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,15 +52,49 @@ func Main(m *testing.M) int {
 // Bin returns the path of a binary built by Main ("pkgserve", "pkgpublish").
 func Bin(name string) string { return filepath.Join(binDir, name) }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// FreeAddr returns a loopback address with a port that was free a moment
+// ago, for a server process to bind. The port is drawn at random below the
+// kernel's ephemeral range where there is room: a port from that range (what
+// listening on ":0" gives) can be taken, between this check and the
+// server's bind, by any outgoing connection or ":0" listener of the tests
+// running in parallel, which made "address already in use" flakes.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
+	lo := ephemeralStart()
+	for range 100 {
+		if lo < 11000 {
+			break
+		}
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(10000+rand.IntN(lo-10000)))
+		if l, err := net.Listen("tcp", addr); err == nil {
+			l.Close()
+			return addr
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// ephemeralStart returns the first port of Linux's ephemeral range, or 0
+// where it cannot be read (then FreeAddr falls back to ":0").
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	n, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // Run runs a command to completion and returns its stdout; it fails the
