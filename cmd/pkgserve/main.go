@@ -69,6 +69,8 @@ func commonFlags() []cli.Flag {
 			Usage: "address of the public HTTP listener, host:port (\":80\" for every interface)"},
 		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9090", EnvVars: env("admin-listen"),
 			Usage: "address of the admin listener (/healthz, /metrics); \"\" disables it"},
+		&cli.BoolFlag{Name: "admin-pprof", EnvVars: env("admin-pprof"),
+			Usage: "also serve Go's profiler on the admin listener under /debug/pprof/ (for `go tool pprof`; keep the listener private)"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("tls-cert"),
 			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; reloaded on SIGHUP; default: plain HTTP)"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: env("tls-key"),
@@ -252,7 +254,7 @@ func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
 	if a := c.String("admin-listen"); a != "" {
 		adm, err = httpserve.New(httpserve.Config{
 			Addr:    a,
-			Handler: httpserve.AdminHandler(o.Health, o.Gatherer),
+			Handler: httpserve.AdminHandler(o.Health, o.Gatherer, c.Bool("admin-pprof")),
 			Logger:  log,
 		})
 		if err != nil {

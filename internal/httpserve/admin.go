@@ -3,6 +3,7 @@ package httpserve
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -69,9 +70,11 @@ func (h *Health) Status(now time.Time) HealthStatus {
 }
 
 // AdminHandler serves the admin listener: GET /healthz (HealthStatus as
-// JSON; health may be nil: always ok) and GET /metrics (the Prometheus text
-// format of g; nil: prometheus.DefaultGatherer). Everything else is 404.
-func AdminHandler(health *Health, g prometheus.Gatherer) http.Handler {
+// JSON; health may be nil: always ok), GET /metrics (the Prometheus text
+// format of g; nil: prometheus.DefaultGatherer) and, if profile is set, Go's
+// profiler under /debug/pprof/ (CPU and heap profiles for `go tool pprof`).
+// Everything else is 404.
+func AdminHandler(health *Health, g prometheus.Gatherer, profile bool) http.Handler {
 	if health == nil {
 		health = new(Health)
 	}
@@ -95,6 +98,10 @@ func AdminHandler(health *Health, g prometheus.Gatherer) http.Handler {
 			}
 			metrics.ServeHTTP(w, r)
 		default:
+			if profile && strings.HasPrefix(r.URL.Path, "/debug/pprof/") {
+				servePprof(w, r)
+				return
+			}
 			http.NotFound(w, r)
 		}
 	})
@@ -120,4 +127,23 @@ func Methods(h http.Handler, allowed ...string) http.Handler {
 			h.ServeHTTP(w, r)
 		}
 	})
+}
+
+// servePprof serves net/http/pprof's handlers without registering them on
+// http.DefaultServeMux.
+func servePprof(w http.ResponseWriter, r *http.Request) {
+	switch name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name {
+	case "":
+		pprof.Index(w, r)
+	case "cmdline":
+		pprof.Cmdline(w, r)
+	case "profile":
+		pprof.Profile(w, r)
+	case "symbol":
+		pprof.Symbol(w, r)
+	case "trace":
+		pprof.Trace(w, r)
+	default:
+		pprof.Handler(name).ServeHTTP(w, r)
+	}
 }

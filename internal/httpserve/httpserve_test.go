@@ -426,7 +426,7 @@ func TestAdminHandler(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "pkgcdn_test_total", Help: "test"})
 	reg.MustRegister(c)
 	c.Add(3)
-	srv := httptest.NewServer(AdminHandler(&health, reg))
+	srv := httptest.NewServer(AdminHandler(&health, reg, false))
 	defer srv.Close()
 
 	getHealth := func() HealthStatus {
@@ -474,7 +474,8 @@ func TestAdminHandler(t *testing.T) {
 	}{
 		{"post healthz", "POST", "/healthz", 405, "GET, HEAD"},
 		{"delete metrics", "DELETE", "/metrics", 405, "GET, HEAD"},
-		{"unknown path", "GET", "/debug/pprof", 404, ""},
+		{"unknown path", "GET", "/nope", 404, ""},
+		{"profiler off by default", "GET", "/debug/pprof/heap", 404, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -488,6 +489,30 @@ func TestAdminHandler(t *testing.T) {
 				t.Errorf("%s %s = %d Allow %q, want %d Allow %q", tt.method, tt.path, resp.StatusCode, resp.Header.Get("Allow"), tt.wantStatus, tt.wantAllow)
 			}
 		})
+	}
+}
+
+func TestAdminHandlerProfiler(t *testing.T) {
+	srv := httptest.NewServer(AdminHandler(nil, prometheus.NewRegistry(), true))
+	defer srv.Close()
+	for _, tt := range []struct {
+		path, want string
+		status     int
+	}{
+		{"/debug/pprof/", "goroutine", 200},
+		{"/debug/pprof/goroutine?debug=1", "goroutine profile:", 200},
+		{"/debug/pprof/cmdline", "", 200},
+		{"/debug/pprof/nosuch", "", 404},
+	} {
+		resp, err := http.Get(srv.URL + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status || !strings.Contains(string(b), tt.want) {
+			t.Errorf("GET %s = %d %.80q, want %d containing %q", tt.path, resp.StatusCode, b, tt.status, tt.want)
+		}
 	}
 }
 
