@@ -17,6 +17,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -28,7 +29,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		if errors.Is(err, flag.ErrHelp) {
 			os.Exit(2)
@@ -72,7 +73,8 @@ type output struct {
 	Paths []string `json:"paths,omitempty"` // repo: every package; mutate, bump: what changed
 }
 
-func run(ctx context.Context, args []string) error {
+// run runs one gen command and writes its JSON result to stdout.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return fmt.Errorf("usage: gen repo|tree|mutate|bump -dir DIR [flags]: %w", flag.ErrHelp)
 	}
@@ -130,5 +132,5 @@ func run(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("unknown command %q: %w", cmd, flag.ErrHelp)
 	}
-	return json.NewEncoder(os.Stdout).Encode(out)
+	return json.NewEncoder(stdout).Encode(out)
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
 	"os"
@@ -35,13 +36,14 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, args []string) error {
+// run runs one loadgen command, writing its result to stdout.
+func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
 		return errors.New("usage: loadgen hammer|distinct|herd|waitfor|ports [flags] [URL...]")
 	}
@@ -109,7 +111,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("%d.%09d\n", at.Unix(), at.Nanosecond())
+		fmt.Fprintf(stdout, "%d.%09d\n", at.Unix(), at.Nanosecond())
 		return nil
 	case "ports":
 		n := 1
@@ -119,14 +121,14 @@ func run(ctx context.Context, args []string) error {
 				return fmt.Errorf("ports: %w", err)
 			}
 		}
-		return freePorts(n)
+		return freePorts(stdout, n)
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	if *format == "text" {
-		return printText(out)
+		return printText(stdout, out)
 	}
-	return json.NewEncoder(os.Stdout).Encode(out)
+	return json.NewEncoder(stdout).Encode(out)
 }
 
 // readPaths reads paths, one a line, and joins each, escaped, to base.
@@ -152,7 +154,7 @@ func readPaths(base, name string) ([]string, error) {
 
 // freePorts prints n distinct free loopback ports, holding each listener
 // until all are chosen so that no port is printed twice.
-func freePorts(n int) error {
+func freePorts(w io.Writer, n int) error {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
@@ -165,28 +167,29 @@ func freePorts(n int) error {
 			return err
 		}
 		ls = append(ls, l)
-		fmt.Println(l.Addr().(*net.TCPAddr).Port)
+		fmt.Fprintln(w, l.Addr().(*net.TCPAddr).Port)
 	}
 	return nil
 }
 
-func printText(v any) error {
+// printText writes a result as aligned text.
+func printText(w io.Writer, v any) error {
 	switch r := v.(type) {
 	case loadgen.Result:
-		fmt.Printf("requests   %12d\nerrors     %12d\nbytes      %12d\nduration   %12s\nreq/s      %12.0f\nMB/s       %12.1f\np50        %12s\np99        %12s\nmax        %12s\n",
+		fmt.Fprintf(w, "requests   %12d\nerrors     %12d\nbytes      %12d\nduration   %12s\nreq/s      %12.0f\nMB/s       %12.1f\np50        %12s\np99        %12s\nmax        %12s\n",
 			r.Requests, r.Errors, r.Bytes, r.Duration.Round(time.Millisecond), r.ReqPerSec, r.MBPerSec, r.P50, r.P99, r.Max)
 		if r.FirstError != "" {
-			fmt.Printf("first error %s\n", r.FirstError)
+			fmt.Fprintf(w, "first error %s\n", r.FirstError)
 		}
 	case loadgen.HerdResult:
-		fmt.Printf("%6s %6s %12s %12s %12s %s\n", "client", "status", "bytes", "ttfb", "total", "error")
+		fmt.Fprintf(w, "%6s %6s %12s %12s %12s %s\n", "client", "status", "bytes", "ttfb", "total", "error")
 		for i, c := range r.Clients {
-			fmt.Printf("%6d %6d %12d %12s %12s %s\n", i, c.Status, c.Bytes, c.TTFB.Round(time.Microsecond), c.Total.Round(time.Microsecond), c.Err)
+			fmt.Fprintf(w, "%6d %6d %12d %12s %12s %s\n", i, c.Status, c.Bytes, c.TTFB.Round(time.Microsecond), c.Total.Round(time.Microsecond), c.Err)
 		}
-		fmt.Printf("ok %d, failed %d; median ttfb %s (max %s), median total %s (max %s)\n",
+		fmt.Fprintf(w, "ok %d, failed %d; median ttfb %s (max %s), median total %s (max %s)\n",
 			r.OK, r.Failed, r.MedianTTFB.Round(time.Microsecond), r.MaxTTFB.Round(time.Microsecond), r.MedianTotal.Round(time.Microsecond), r.MaxTotal.Round(time.Microsecond))
 	default:
-		return json.NewEncoder(os.Stdout).Encode(v)
+		return json.NewEncoder(w).Encode(v)
 	}
 	return nil
 }
