@@ -15,6 +15,10 @@
 // slow but moving one can take as long as it needs. Sendfile chunks are
 // StallChunk bytes, which makes the minimum sustained rate
 // StallChunk/StallTimeout (128 KiB / 60 s ≈ 2.2 KB/s by default).
+//
+// Small responses. WriteWhole sends a whole response of up to
+// MaxWholeBytes (status line, header and body) in one write(2) on a
+// plain-HTTP Server's connections, where net/http would make two.
 package httpserve
 
 import (
@@ -121,6 +125,7 @@ func New(cfg Config) (*Server, error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext:       ConnContext,
 	}
 	if cfg.OnShutdown != nil {
 		srv.RegisterOnShutdown(cfg.OnShutdown)
@@ -186,7 +191,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.tls {
 			errc <- s.srv.ServeTLS(s.ln, "", "")
 		} else {
-			errc <- s.srv.Serve(s.ln)
+			errc <- s.srv.Serve(OneWriteListener(s.ln))
 		}
 	}()
 	s.log.Info("listening", "addr", s.ln.Addr().String(), "tls", s.TLS())
