@@ -5,6 +5,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pkgcdn/pkgcdn/internal/objcache"
 )
 
 // metrics are the origin's Prometheus metrics.
@@ -21,7 +23,7 @@ type metrics struct {
 	notify      *prometheus.CounterVec // result: ok, retry, failed, dropped
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, error) {
 	const ns = "pkgcdn_origin"
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "requests_total",
@@ -48,8 +50,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.liveAge, m.commits,
-		m.rejected, m.objects, m.objectBytes, m.notify} {
+	mem := []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "memory_cache_hits_total",
+			Help: "Small files served from the memory cache."}, func() float64 { return float64(objs.Stats().Hits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "memory_cache_loads_total",
+			Help: "Small files read from disk and verified."}, func() float64 { return float64(objs.Stats().Misses) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_bytes",
+			Help: "Memory held by the small-file cache (bytes plus per-entry overhead)."}, func() float64 { return float64(objs.Stats().Bytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_objects",
+			Help: "Small files held in memory."}, func() float64 { return float64(objs.Stats().Objects) }),
+	}
+	for _, c := range append([]prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.liveAge, m.commits,
+		m.rejected, m.objects, m.objectBytes, m.notify}, mem...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

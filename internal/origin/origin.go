@@ -48,6 +48,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pkgcdn/pkgcdn/internal/objcache"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
@@ -65,6 +66,8 @@ const (
 	DefaultNotifyAttempts  = 3
 	DefaultNotifyBackoff   = time.Second
 	DefaultManifestCache   = 64
+	DefaultSmallFileBytes  = 64 << 10
+	DefaultMemoryCache     = objcache.DefaultMaxBytes
 )
 
 // Health receives the degraded conditions the origin finds (an expired
@@ -97,6 +100,17 @@ type Config struct {
 	GraceSets int
 	// ManifestCache is how many parsed manifests are kept (LRU). If zero, 64.
 	ManifestCache int
+	// SmallFileBytes is the size up to which a set file is served from
+	// memory: read whole, checked against the manifest's sha256 (a damaged
+	// or tampered object is a 500, never served), kept in the memory
+	// cache, and answered in one write. Bigger files are sent by sendfile
+	// with a size check. If zero, 64 KiB; if negative, every file goes
+	// by sendfile.
+	SmallFileBytes int64
+	// MemoryCacheBytes bounds the memory the small files kept in memory
+	// take (least recently used out first). If zero, 64 MiB; if negative,
+	// small files are read and checked on every request.
+	MemoryCacheBytes int64
 
 	// LongPollTimeout is how long GET /.pkgcdn/sets?wait= holds a request.
 	// If zero, 60s.
@@ -162,6 +176,7 @@ type Server struct {
 	tokenSum [sha256.Size]byte // sha256 of PublishToken: compared in constant time
 
 	sets       atomic.Pointer[setsState]
+	live       atomic.Pointer[liveIDs] // replaced by refresh, before sets
 	setsMu     sync.Mutex // serializes Refresh
 	setsFailed bool       // the last Refresh failed; guarded by setsMu
 	waiters    atomic.Int64
@@ -170,6 +185,7 @@ type Server struct {
 	stop     chan struct{} // closed when long-pollers must be released
 
 	cache *manifestCache
+	objs  *objcache.Cache // small files, verified
 
 	mirrors atomic.Pointer[mirrorList] // served at "/"; changed by probeMirrors
 
@@ -193,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.ManifestCache == 0 {
 		cfg.ManifestCache = DefaultManifestCache
+	}
+	if cfg.SmallFileBytes == 0 {
+		cfg.SmallFileBytes = DefaultSmallFileBytes
 	}
 	if cfg.LongPollTimeout == 0 {
 		cfg.LongPollTimeout = DefaultLongPollTimeout
@@ -231,7 +250,8 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	met, err := newMetrics(cfg.Registerer)
+	objs := objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: max(cfg.SmallFileBytes, 1)})
+	met, err := newMetrics(cfg.Registerer, objs)
 	if err != nil {
 		return nil, err
 	}
@@ -243,10 +263,12 @@ func New(cfg Config) (*Server, error) {
 		tokenSum: sha256.Sum256([]byte(cfg.PublishToken)),
 		stop:     make(chan struct{}),
 		cache:    newManifestCache(cfg.ManifestCache),
+		objs:     objs,
 		notifyq:  make(chan notice, 256),
 	}
 	s.mirrors.Store(newMirrorList(cfg.Mirrors))
 	s.sets.Store(&setsState{changed: make(chan struct{})})
+	s.live.Store(&liveIDs{})
 	if err := s.refresh(true); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}

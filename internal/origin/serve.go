@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"strings"
@@ -12,7 +13,9 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/route"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
 // Cache-Control values (DESIGN.md, "URL space").
@@ -140,15 +143,35 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, api bool, err erro
 var (
 	hvRevalidate = []string{ccRevalidate}
 	hvNosniff    = []string{"nosniff"}
+	hvBytes      = []string{"bytes"}
 )
 
-// serveSetFile serves a file of the live set: `current` is read once, and
-// everything after uses that ID, so a request never mixes two sets.
+// serveSetFile serves a file of the live set: the live ID is taken once
+// (liveIDs), and everything after uses that ID, so a request never mixes
+// two sets.
 func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsState, t route.Target) error {
-	live, err := s.root.Live(t.Set)
+	live, cached, err := s.liveID(t.Set)
 	if err != nil {
 		return err
 	}
+	err = s.serveSetFileOf(w, r, st, t, live)
+	if cached && errors.Is(err, fs.ErrNotExist) {
+		// The set of the ID read at the last refresh may have been
+		// collected since (liveIDs): if `current` names another set now,
+		// the request is served from that one instead. Nothing was
+		// written yet but headers, which are set again.
+		if now, lerr := s.root.Live(t.Set); lerr == nil && now != live {
+			delete(w.Header(), hdrGrace)
+			return s.serveSetFileOf(w, r, st, t, now)
+		}
+	}
+	return err
+}
+
+// serveSetFileOf serves the file of t from the set whose live ID is live
+// (or by grace from an older one). A file missing on disk is an error
+// wrapping fs.ErrNotExist, and then nothing but headers was written.
+func (s *Server) serveSetFileOf(w http.ResponseWriter, r *http.Request, st *setsState, t route.Target, live setid.ID) error {
 	v, err := s.manifest(t.Set, live)
 	if err != nil {
 		return err
@@ -168,16 +191,12 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 	if !ok {
 		return errNotFound
 	}
+	if e.Size <= s.cfg.SmallFileBytes {
+		return s.serveSmall(w, r, v, live, e)
+	}
 	f, err := openFile(v.filePath(e))
 	if err != nil {
-		if v.ID == live && errors.Is(err, fs.ErrNotExist) {
-			// The live manifest lists it: the root is damaged. A 500, not
-			// a 404, so that pkg fails over to another mirror instead of
-			// giving up on the package.
-			return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error",
-				err: fmt.Errorf("set %s %s: file of the manifest missing: %w", t.Set, live, err)}
-		}
-		return err
+		return s.openError(v, live, e, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -185,7 +204,7 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 		return err
 	}
 	if !fi.Mode().IsRegular() || fi.Size() != e.Size {
-		return fmt.Errorf("set %s %s: %s: not a regular file of %d bytes as the manifest says", t.Set, v.ID, e.Path, e.Size)
+		return fmt.Errorf("set %s %s: %s: not a regular file of %d bytes as the manifest says", v.Set, v.ID, e.Path, e.Size)
 	}
 	h["Etag"] = []string{`"` + e.SHA256.String() + `"`}
 	h["Cache-Control"] = hvRevalidate
@@ -193,6 +212,89 @@ func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsSt
 	h["X-Content-Type-Options"] = hvNosniff
 	http.ServeContent(w, r, "", e.Modified.Time(), newSizedFile(f, fi.Size()))
 	return nil
+}
+
+// openError maps the failure to open the file of entry e of v.
+func (s *Server) openError(v *setView, live setid.ID, e manifest.Entry, err error) error {
+	if v.ID == live && errors.Is(err, fs.ErrNotExist) {
+		// The live manifest lists it: the root is damaged. A 500, not
+		// a 404, so that pkg fails over to another mirror instead of
+		// giving up on the package.
+		return &httpError{status: http.StatusInternalServerError, code: "internal", msg: "internal error",
+			err: fmt.Errorf("set %s %s: file of the manifest missing: %w", v.Set, live, err)}
+	}
+	return err
+}
+
+// serveSmall serves a file of at most SmallFileBytes from memory: its
+// bytes come from the memory cache, or are read whole (no fstat: reading
+// one byte more than the manifest's size shows a longer file) and checked
+// against the manifest's sha256 before they are kept or served. A plain
+// GET or HEAD, the common case, is answered by hand in one write (header
+// values precomputed); anything with Range or a condition goes through
+// http.ServeContent, which implements them.
+func (s *Server) serveSmall(w http.ResponseWriter, r *http.Request, v *setView, live setid.ID, e manifest.Entry) error {
+	o, err := s.objs.Get(e.SHA256, e.Size, func() ([]byte, error) { return readSmall(v.filePath(e), e.Size) })
+	if err != nil {
+		var se *digest.SizeError
+		var me *digest.MismatchError
+		if errors.As(err, &se) || errors.As(err, &me) {
+			s.log.Error("file differs from its manifest", "set", v.Set, "set_id", v.ID.String(), "path", e.Path,
+				"sha256", e.SHA256.String(), "err", err)
+		}
+		return s.openError(v, live, e, err)
+	}
+	h := w.Header()
+	h["Etag"] = o.ETag
+	h["Cache-Control"] = hvRevalidate
+	h["Content-Type"] = route.ContentTypeHeader(e.Path)
+	h["X-Content-Type-Options"] = hvNosniff
+	if !plainRequest(r) {
+		http.ServeContent(w, r, "", e.Modified.Time(), bytes.NewReader(o.Data))
+		return nil
+	}
+	// What http.ServeContent sends with a whole file.
+	if lm := v.lastModified(e.Modified); lm != nil {
+		h["Last-Modified"] = lm
+	}
+	h["Accept-Ranges"] = hvBytes
+	h["Content-Length"] = o.ContentLength
+	if err := httpserve.WriteWhole(w, r, http.StatusOK, o.Data); err != nil {
+		panic(http.ErrAbortHandler) // the header is out: a broken connection, never a short 200
+	}
+	return nil
+}
+
+// plainRequest reports whether r is a GET or HEAD that http.ServeContent
+// would answer with the whole file, whatever its ETag and Last-Modified:
+// no Range, no condition.
+func plainRequest(r *http.Request) bool {
+	h := r.Header
+	for _, k := range [...]string{"Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"} {
+		if _, ok := h[k]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+// readSmall reads the file at path, expected to hold size bytes: it
+// returns up to size+1 bytes, so that a longer file shows.
+func readSmall(path string, size int64) ([]byte, error) {
+	f, err := openFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b := make([]byte, size+1)
+	n, err := io.ReadFull(f, b)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b[:n:n], nil
 }
 
 // serveSets serves SETS or its signature, and implements the long-poll.

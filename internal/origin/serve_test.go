@@ -20,6 +20,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/layout"
 )
 
 const set = "FreeBSD:14:amd64/latest"
@@ -598,5 +599,65 @@ func TestServeOverHTTP2(t *testing.T) {
 				t.Errorf("multi-range over HTTP/2: %s, %q", resp.Status, got)
 			}
 		}
+	}
+}
+
+// TestServeLiveIDFromLastRefresh: a set switched behind the server's back
+// (a local `pkgpublish --root`) is served from the refresh that notices
+// it, together with its SETS: until then the old set, whole.
+func TestServeLiveIDFromLastRefresh(t *testing.T) {
+	f := newFixture(t, nil)
+	m1 := f.publish(set, map[string]string{"All/a.pkg": "111", "All/big.pkg": strings.Repeat("1", 100<<10)})
+	_, sets1 := f.get("/.pkgcdn/sets")
+	m2 := f.publishLocal(set, map[string]string{"All/a.pkg": "222", "All/big.pkg": strings.Repeat("2", 100<<10)})
+	check := func(when, id, want string) {
+		t.Helper()
+		for _, p := range []string{"All/a.pkg", "All/big.pkg"} {
+			resp, body := f.get("/" + set + "/" + p)
+			if resp.StatusCode != 200 || resp.Header.Get(hdrSetID) != id || len(body) == 0 || body[0] != want[0] {
+				t.Errorf("%s: GET %s = %s, set %s, body %.5q, want 200 from %s, %q", when, p, resp.Status,
+					resp.Header.Get(hdrSetID), body, id, want)
+			}
+		}
+	}
+	check("before the refresh", m1.ID.String(), "1")
+	if _, sets := f.get("/.pkgcdn/sets"); string(sets) != string(sets1) {
+		t.Error("SETS changed before the refresh")
+	}
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	check("after the refresh", m2.ID.String(), "2")
+}
+
+// TestServeLiveSetCollectedBeforeRefresh: the set live at the last refresh
+// was switched away from and collected by GC before the next refresh. A
+// request for a file not in memory reads `current` again and is served
+// from the set it names: never a 404 or 500 for a file the live set has.
+func TestServeLiveSetCollectedBeforeRefresh(t *testing.T) {
+	for _, small := range []int64{0, -1} {
+		t.Run(fmt.Sprintf("SmallFileBytes=%d", small), func(t *testing.T) {
+			f := newFixture(t, func(c *Config) { c.SmallFileBytes = small })
+			f.publish(set, map[string]string{"All/a.pkg": "one"})
+			f.publish(set, map[string]string{"All/a.pkg": "two"})
+			m3 := f.publishLocal(set, map[string]string{"All/a.pkg": "three"})
+			unlock, err := f.root.Lock(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rep, err := f.root.GC(t.Context(), layout.Policy{Grace: time.Nanosecond, Now: f.clock.Now().Add(time.Hour)})
+			if uerr := unlock(); err != nil || uerr != nil {
+				t.Fatal(err, uerr)
+			}
+			if len(rep.SetsRemoved) != 2 {
+				t.Fatalf("GC removed %v, want the two older sets", rep.SetsRemoved)
+			}
+			resp, body := f.get("/" + set + "/All/a.pkg")
+			if resp.StatusCode != 200 || string(body) != "three" || resp.Header.Get(hdrSetID) != m3.ID.String() ||
+				resp.Header.Get(hdrGrace) != "" {
+				t.Errorf("GET = %s %q, set %s, grace %q; want 200 %q from %s", resp.Status, body,
+					resp.Header.Get(hdrSetID), resp.Header.Get(hdrGrace), "three", m3.ID)
+			}
+		})
 	}
 }
