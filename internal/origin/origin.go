@@ -177,8 +177,8 @@ type Server struct {
 
 	sets       atomic.Pointer[setsState]
 	live       atomic.Pointer[liveIDs] // replaced by refresh, before sets
-	setsMu     sync.Mutex // serializes Refresh
-	setsFailed bool       // the last Refresh failed; guarded by setsMu
+	setsMu     sync.Mutex              // serializes Refresh
+	setsFailed bool                    // the last Refresh failed; guarded by setsMu
 	waiters    atomic.Int64
 
 	stopOnce sync.Once
