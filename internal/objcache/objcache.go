@@ -1,5 +1,6 @@
 // Package objcache keeps small immutable objects in memory, keyed by their
-// sha256: a cache bounded in bytes, least recently used out first, whose
+// sha256: a cache bounded in bytes, least recently used out first
+// (approximately: second chance), whose
 // every entry was checked against its digest and size when it was loaded.
 // pkgcdn's objects are content-addressed, so an entry never goes stale: a
 // set switch, a GC or a republish changes which objects are asked for,
@@ -14,6 +15,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
@@ -61,17 +63,30 @@ type Stats struct {
 	Bytes        int64 // memory held now, as counted against MaxBytes
 }
 
-// Cache is a bounded LRU of verified objects. It is safe for concurrent
+// Cache is a bounded cache of verified objects. It is safe for concurrent
 // use.
+//
+// A hit takes no lock: the index is a sync.Map, and a hit only sets the
+// entry's referenced bit (and counts). Eviction is second chance (CLOCK),
+// the usual approximation of least recently used: the oldest entry goes
+// unless it was used since it was last looked at, in which case it is
+// moved to the front with its bit cleared.
 type Cache struct {
 	max, maxObj int64
 
-	mu     sync.Mutex // guards order, items, bytes, hits, misses
-	order  *list.List // of *Object, most recently used first
-	items  map[digest.SHA256]*list.Element
+	index sync.Map // digest.SHA256 → *entry; changed only under mu
+	hits  atomic.Int64
+
+	mu     sync.Mutex // guards order, bytes, misses and changes to index
+	order  *list.List // of *entry, newest (or given a second chance) first
 	bytes  int64
-	hits   int64
 	misses int64
+}
+
+type entry struct {
+	obj  *Object
+	ref  atomic.Bool // used since eviction last looked at it
+	elem *list.Element
 }
 
 // New returns an empty Cache.
@@ -82,20 +97,21 @@ func New(cfg Config) *Cache {
 	if cfg.MaxObjectBytes == 0 {
 		cfg.MaxObjectBytes = DefaultMaxObjectBytes
 	}
-	return &Cache{max: cfg.MaxBytes, maxObj: cfg.MaxObjectBytes, order: list.New(), items: make(map[digest.SHA256]*list.Element)}
+	return &Cache{max: cfg.MaxBytes, maxObj: cfg.MaxObjectBytes, order: list.New()}
 }
 
 // Lookup returns the object d if the cache holds it.
 func (c *Cache) Lookup(d digest.SHA256) (*Object, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[d]
+	v, ok := c.index.Load(d)
 	if !ok {
 		return nil, false
 	}
-	c.order.MoveToFront(el)
-	c.hits++
-	return el.Value.(*Object), true
+	e := v.(*entry)
+	if !e.ref.Load() { // a load is cheaper than a store to a shared line
+		e.ref.Store(true)
+	}
+	c.hits.Add(1)
+	return e.obj, true
 }
 
 // Get returns the object d of size bytes: from memory, or else from load,
@@ -126,26 +142,34 @@ func (c *Cache) Get(d digest.SHA256, size int64, load func() ([]byte, error)) (*
 	return o, nil
 }
 
-// add keeps o (unless it is too big, or the cache is off) and evicts the
-// least recently used objects beyond MaxBytes.
+func cost(o *Object) int64 { return int64(len(o.Data)) + entryOverhead }
+
+// add keeps o (unless it is too big, or the cache is off) and evicts
+// beyond MaxBytes.
 func (c *Cache) add(o *Object) {
-	cost := int64(len(o.Data)) + entryOverhead
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.misses++
-	if c.max < 0 || int64(len(o.Data)) > c.maxObj || cost > c.max {
+	if c.max < 0 || int64(len(o.Data)) > c.maxObj || cost(o) > c.max {
 		return
 	}
-	if _, ok := c.items[o.SHA256]; ok {
+	if _, ok := c.index.Load(o.SHA256); ok {
 		return // loaded meanwhile by another Get: keep that one
 	}
-	c.items[o.SHA256] = c.order.PushFront(o)
-	c.bytes += cost
+	e := &entry{obj: o}
+	e.elem = c.order.PushFront(e)
+	c.index.Store(o.SHA256, e)
+	c.bytes += cost(o)
 	for c.bytes > c.max {
-		last := c.order.Back()
-		old := c.order.Remove(last).(*Object)
-		delete(c.items, old.SHA256)
-		c.bytes -= int64(len(old.Data)) + entryOverhead
+		old := c.order.Back().Value.(*entry)
+		if old.ref.Load() && old != e {
+			old.ref.Store(false)
+			c.order.MoveToFront(old.elem)
+			continue
+		}
+		c.order.Remove(old.elem)
+		c.index.Delete(old.obj.SHA256)
+		c.bytes -= cost(old.obj)
 	}
 }
 
@@ -153,5 +177,5 @@ func (c *Cache) add(o *Object) {
 func (c *Cache) Stats() Stats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return Stats{Hits: c.hits, Misses: c.misses, Objects: len(c.items), Bytes: c.bytes}
+	return Stats{Hits: c.hits.Load(), Misses: c.misses, Objects: c.order.Len(), Bytes: c.bytes}
 }

@@ -186,3 +186,48 @@ func BenchmarkGetMiss(b *testing.B) {
 		}
 	}
 }
+
+// TestHotObjectSurvivesAStreamOfMisses: an object used between every two
+// loads of one-off objects is never the one evicted.
+func TestHotObjectSurvivesAStreamOfMisses(t *testing.T) {
+	c := New(Config{MaxBytes: 4 * (10 + entryOverhead)})
+	hot := "hot object"
+	if _, err := c.Get(obj(hot)); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, err := c.Get(obj(fmt.Sprintf("cold %05d", i))); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := c.Lookup(digest.Sum([]byte(hot))); !ok {
+			t.Fatalf("hot object evicted after %d cold loads", i+1)
+		}
+	}
+	if st := c.Stats(); st.Objects != 4 || st.Bytes != 4*(10+entryOverhead) {
+		t.Errorf("Stats = %+v, want 4 objects", st)
+	}
+}
+
+// BenchmarkGetHitParallel is hits on every P at once (no lock on a hit).
+func BenchmarkGetHitParallel(b *testing.B) {
+	c := New(Config{})
+	var ds []digest.SHA256
+	for i := range 64 {
+		d, size, load := obj(fmt.Sprintf("%4096d", i))
+		if _, err := c.Get(d, size, load); err != nil {
+			b.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, ok := c.Lookup(ds[i%64]); !ok {
+				b.Error("miss")
+				return
+			}
+			i++
+		}
+	})
+}
