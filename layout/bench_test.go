@@ -178,3 +178,52 @@ func BenchmarkPutSmallObjectsThenSync(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkStoreNewFile stores a file whose digest is not known yet: hash
+// it, then PutFile (two reads of the source, two hashes), against
+// CopyFile (one read, one hash).
+func BenchmarkStoreNewFile(b *testing.B) {
+	for _, size := range []int{35 << 10, 4 << 20} {
+		content := make([]byte, size)
+		_, _ = rand.Read(content)
+		src := filepath.Join(b.TempDir(), "src.pkg")
+		if err := os.WriteFile(src, content, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		d := digest.Sum(content)
+		b.Run(fmt.Sprintf("hash+PutFile/%dKiB", size>>10), func(b *testing.B) {
+			r := newRoot(b)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				f, err := os.Open(src)
+				if err != nil {
+					b.Fatal(err)
+				}
+				got, _, err := digest.FromReader(f)
+				f.Close()
+				if err != nil || got != d {
+					b.Fatal(got, err)
+				}
+				if err := r.PutFile(got, int64(size), src); err != nil {
+					b.Fatal(err)
+				}
+				if err := os.Remove(r.ObjectPath(d)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("CopyFile/%dKiB", size>>10), func(b *testing.B) {
+			r := newRoot(b)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				c, err := r.CopyFile(src, CopyOptions{})
+				if err != nil || c.SHA256 != d {
+					b.Fatal(c, err)
+				}
+				if err := os.Remove(r.ObjectPath(d)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

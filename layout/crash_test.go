@@ -125,7 +125,9 @@ func unput(t *testing.T, r *Root, c Commit, dir string) {
 	}
 }
 
-// putAll puts the objects unput left in dir/upload into r, in name order.
+// putAll puts the objects unput left in dir/upload into r, in name order:
+// every other one with PutObject (an upload), the others with CopyFile (a
+// local publish), so that crashes hit the steps of both.
 func putAll(t *testing.T, r *Root, dir string) {
 	t.Helper()
 	ents, err := os.ReadDir(filepath.Join(dir, uploadDir))
@@ -135,10 +137,17 @@ func putAll(t *testing.T, r *Root, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
+	for i, e := range ents {
 		d, err := digest.Parse(e.Name())
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i%2 == 1 {
+			c, err := r.CopyFile(filepath.Join(dir, uploadDir, e.Name()), CopyOptions{})
+			if err != nil || c.SHA256 != d {
+				t.Fatalf("CopyFile(%s) = %s, %v", e.Name(), c.SHA256, err)
+			}
+			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, uploadDir, e.Name()))
 		if err != nil {

@@ -108,6 +108,14 @@ func (c *HashCache) lookup(path string, k fileKey) (digest.SHA256, bool) {
 	return e.sum, true
 }
 
+// has reports whether the cache holds an entry for path, whatever its key.
+func (c *HashCache) has(path string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.entries[path]
+	return ok
+}
+
 // store records the digest of path under key k for the next Save.
 func (c *HashCache) store(path string, k fileKey, sum digest.SHA256) {
 	c.mu.Lock()

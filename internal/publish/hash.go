@@ -74,6 +74,14 @@ type HashConfig struct {
 	// Done, if not nil, is called with each file once its SHA256 is known,
 	// from several goroutines at once. An error from it stops Hash.
 	Done func(File) error
+
+	// store, if not nil, is offered each file the cache does not know
+	// (cached: the cache had an entry for its path, with another key). It
+	// may store the file while hashing it, in one read instead of a hash
+	// now and a copy later: then it sets SHA256 and stored and reports
+	// true, with the bytes read. It must check, as hashFile does, that the
+	// file did not change while read.
+	store func(f *File, cached bool, progress func(int64)) (bool, int64, error)
 }
 
 // HashStats says how much work Hash did.
@@ -128,7 +136,15 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 						continue
 					}
 				}
-				n, err := hashFile(f, open, buf, cfg.Progress)
+				var n int64
+				stored := false
+				var err error
+				if cfg.store != nil {
+					stored, n, err = cfg.store(f, cfg.Cache != nil && cfg.Cache.has(f.Path), cfg.Progress)
+				}
+				if !stored && err == nil {
+					n, err = hashFile(f, open, buf, cfg.Progress)
+				}
 				read.Add(n)
 				if err != nil {
 					return err
@@ -170,18 +186,28 @@ func hashFile(f *File, open func(string) (io.ReadCloser, error), buf []byte, pro
 	if err != nil {
 		return n, fmt.Errorf("%s: read: %w", f.Path, err)
 	}
-	fi, err := os.Stat(f.Abs)
-	if err != nil {
-		return n, &ChangedError{Path: f.Path, Detail: "gone: " + err.Error()}
-	}
-	if err := compareKeys(f.Path, f.key, statKey(fi)); err != nil {
+	if err := checkUnchanged(f, n); err != nil {
 		return n, err
-	}
-	if n != f.Size {
-		return n, &ChangedError{Path: f.Path, Detail: fmt.Sprintf("read %d bytes, size %d", n, f.Size)}
 	}
 	f.SHA256 = digest.FromHash(h)
 	return n, nil
+}
+
+// checkUnchanged returns a *ChangedError if f's stat is no longer the
+// scan's, or if n bytes were read where the scan saw another size: called
+// once the file is read, it catches a file changed while it was read.
+func checkUnchanged(f *File, n int64) error {
+	fi, err := os.Stat(f.Abs)
+	if err != nil {
+		return &ChangedError{Path: f.Path, Detail: "gone: " + err.Error()}
+	}
+	if err := compareKeys(f.Path, f.key, statKey(fi)); err != nil {
+		return err
+	}
+	if n != f.Size {
+		return &ChangedError{Path: f.Path, Detail: fmt.Sprintf("read %d bytes, size %d", n, f.Size)}
+	}
+	return nil
 }
 
 // compareKeys returns a *ChangedError if the file's stat changed.

@@ -47,7 +47,7 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 	// Files unchanged since the announced set need no look at all: a set's
 	// objects stay while it is retained.
 	cp, cctx := newCopier(ctx, &cfg, root, st.announced)
-	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) })
+	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) }, cp.store)
 	if err != nil {
 		cp.cancel() // no use copying objects of a failed publish
 	}
@@ -89,8 +89,48 @@ func newCopier(ctx context.Context, cfg *Config, root *layout.Root, announced *m
 	return c, gctx
 }
 
-// add queues f for copying unless an object of its digest is queued already.
+// store copies f into the root while hashing it (layout.CopyFile: one read
+// of the source instead of two) when f is likely new content: its path
+// changed since the hash cache saw it (cached), or it is new to the
+// announced set, or its size differs there. Other files are hashed first
+// and copied only if the root lacks them: a republish without a hash cache
+// must not write every file again.
+func (c *copier) store(f *File, cached bool, progress func(int64)) (bool, int64, error) {
+	if !cached && c.announced != nil {
+		if e, ok := c.announced.Lookup(f.Path); ok && e.Size == f.Size {
+			return false, 0, nil
+		}
+	}
+	c.begin()
+	res, err := c.root.CopyFile(f.Abs, layout.CopyOptions{
+		Progress: progress,
+		Open:     c.cfg.open,
+		Check:    func(n int64) error { return checkUnchanged(f, n) },
+	})
+	var ce *ChangedError
+	switch {
+	case errors.As(err, &ce):
+		return false, res.Size, ce
+	case err != nil:
+		return false, res.Size, fmt.Errorf("%s: %w", f.Path, err)
+	}
+	f.SHA256, f.stored = res.SHA256, true
+	if res.New {
+		c.done(res.Size)
+		c.cfg.event(Event{Stage: StageSend, N: res.Size})
+	}
+	return true, res.Size, nil
+}
+
+// add queues f for copying unless an object of its digest is queued
+// already, or store stored it.
 func (c *copier) add(ctx context.Context, f File) error {
+	if f.stored {
+		c.mu.Lock()
+		c.seen[f.SHA256] = true
+		c.mu.Unlock()
+		return nil
+	}
 	if c.announced != nil {
 		if e, ok := c.announced.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
 			c.mu.Lock()

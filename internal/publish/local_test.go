@@ -208,30 +208,72 @@ func TestSourceChangingAfterHashAbortsCopy(t *testing.T) {
 }
 
 func TestSourceChangingBeforeCopyAbortsPublish(t *testing.T) {
-	// Hashing sees "aaaa" (the build's bytes), the copy that overlaps the
-	// hashing finds "bbbb": the copy's verification names the file.
+	// A file of the live set's size, unknown to the hash cache, is hashed
+	// first and copied only if the root lacks its object. Hashing sees
+	// "aaaa" (the build's bytes), the copy that overlaps the hashing finds
+	// "bbbb": the copy's verification names the file.
 	src := t.TempDir()
-	files := map[string]string{"All/a.pkg": "bbbb"}
+	files := map[string]string{"All/a.pkg": "cccc"}
 	for i := range 50 {
 		files[fmt.Sprintf("All/p%02d.pkg", i)] = fmt.Sprint(i)
 	}
 	writeTree(t, src, files)
 	cfg, _ := testConfig(t)
 	cfg.Jobs = 2
+	root := newRoot(t)
+	if _, err := PublishLocal(t.Context(), cfg, root, src); err != nil {
+		t.Fatal(err)
+	}
+	before, liveBefore := snapshot(t, root, testSet)
+	writeTree(t, src, map[string]string{"All/a.pkg": "bbbb"})
 	cfg.open = func(name string) (io.ReadCloser, error) {
 		if filepath.Base(name) == "a.pkg" {
 			return io.NopCloser(strings.NewReader("aaaa")), nil
 		}
 		return os.Open(name)
 	}
-	root := newRoot(t)
 	_, err := PublishLocal(t.Context(), cfg, root, src)
 	var ce *ChangedError
 	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
 		t.Fatalf("PublishLocal = %v, want a *ChangedError naming All/a.pkg", err)
 	}
+	if after, liveAfter := snapshot(t, root, testSet); before != after || liveBefore != liveAfter {
+		t.Errorf("live set or SETS changed by an aborted publish: %s -> %s", liveBefore, liveAfter)
+	}
+	for _, content := range []string{"aaaa", "bbbb"} {
+		if ok, _ := root.HasObject(digest.Sum([]byte(content))); ok {
+			t.Errorf("object %q stored by an aborted publish", content)
+		}
+	}
+}
+
+func TestSourceChangingWhileCopiedAbortsPublish(t *testing.T) {
+	// New files are stored while hashed, in one read (layout.CopyFile): a
+	// file rewritten while read is refused before its object is linked.
+	src := t.TempDir()
+	files := map[string]string{"All/b.pkg": "b1"}
+	for i := range 20 {
+		files[fmt.Sprintf("All/p%02d.pkg", i)] = fmt.Sprint(i)
+	}
+	writeTree(t, src, files)
+	cfg, _ := testConfig(t)
+	cfg.open = changingOpener("b.pkg")
+	root := newRoot(t)
+	_, err := PublishLocal(t.Context(), cfg, root, src)
+	var ce *ChangedError
+	if !errors.Is(err, ErrSourceChanged) || !errors.As(err, &ce) || ce.Path != "All/b.pkg" {
+		t.Fatalf("PublishLocal = %v, want a *ChangedError naming All/b.pkg", err)
+	}
 	if _, err := root.Live(testSet); !errors.Is(err, layout.ErrNotFound) {
 		t.Errorf("a set went live: %v", err)
+	}
+	for _, content := range []string{"b1", "rebuilt with other bytes"} {
+		if ok, _ := root.HasObject(digest.Sum([]byte(content))); ok {
+			t.Errorf("object %q stored by an aborted publish", content)
+		}
+	}
+	if ents, err := os.ReadDir(filepath.Join(root.Dir, "staging")); err != nil || len(ents) != 0 {
+		t.Errorf("staging/ after an aborted publish: %v, %v; want it empty", ents, err)
 	}
 }
 

@@ -149,8 +149,10 @@ type Item struct {
 
 // prepare scans and hashes srcDir, using and updating the hash cache.
 // onHashed, if not nil, gets each file as soon as its digest is known (from
-// several goroutines at once), so sending can overlap hashing.
-func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File) error) ([]Item, HashStats, error) {
+// several goroutines at once), so sending can overlap hashing. store, if
+// not nil, is HashConfig.store: it may store a file while hashing it.
+func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File) error,
+	store func(f *File, cached bool, progress func(int64)) (bool, int64, error)) ([]Item, HashStats, error) {
 	log := cfg.logger()
 	files, err := Scan(ctx, srcDir)
 	if err != nil {
@@ -171,7 +173,7 @@ func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File
 	}
 	start := time.Now()
 	cfg.event(Event{Stage: StageHash, Start: true, Total: total})
-	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open, Done: onHashed}
+	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open, Done: onHashed, store: store}
 	if cfg.Progress != nil {
 		hcfg.Progress = func(n int64) { cfg.event(Event{Stage: StageHash, N: n}) }
 	}

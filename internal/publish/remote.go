@@ -39,7 +39,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 		return Result{}, err
 	}
 	up, uctx := newUploader(ctx, &cfg, c, live)
-	items, hst, err := prepare(uctx, &cfg, srcDir, func(f File) error { return up.add(uctx, f) })
+	items, hst, err := prepare(uctx, &cfg, srcDir, func(f File) error { return up.add(uctx, f) }, nil)
 	if err != nil {
 		up.cancel() // no use uploading objects of a failed publish
 	}

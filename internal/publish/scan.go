@@ -35,6 +35,7 @@ type File struct {
 	Size   int64         // bytes, as of the scan
 	SHA256 digest.SHA256 // zero until hashed
 	key    fileKey       // quick-check key as of the scan
+	stored bool          // stored in the target while hashed (HashConfig.store)
 }
 
 // fileKey is what rsync's quick check compares: if none of it changed, the
