@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -219,6 +220,40 @@ func BenchmarkStoreNewFile(b *testing.B) {
 				c, err := r.CopyFile(src, CopyOptions{})
 				if err != nil || c.SHA256 != d {
 					b.Fatal(c, err)
+				}
+				if err := os.Remove(r.ObjectPath(d)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// chunkReader returns at most 16 KiB per Read, as a request body does.
+type chunkReader struct{ b []byte }
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p[:min(len(p), 16<<10)], c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
+
+// BenchmarkPutObject stores an uploaded object from a reader that yields
+// 16 KiB at a time, as the master does for each PUT or batch record.
+func BenchmarkPutObject(b *testing.B) {
+	for _, size := range []int{35 << 10, 4 << 20} {
+		content := make([]byte, size)
+		_, _ = rand.Read(content)
+		d := digest.Sum(content)
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			r := newRoot(b)
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				if err := r.PutObject(d, int64(size), &chunkReader{content}); err != nil {
+					b.Fatal(err)
 				}
 				if err := os.Remove(r.ObjectPath(d)); err != nil {
 					b.Fatal(err)

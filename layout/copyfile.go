@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -127,20 +126,7 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 
 // createStagingTemp creates a new temp file in staging/ for CopyFile.
 func (r *Root) createStagingTemp() (string, *rawFile, error) {
-	dir := filepath.Join(r.Dir, stagingDir)
-	prefix := objectTempPrefix + "copy-" + strconv.Itoa(os.Getpid()) + "-"
-	for range 100 {
-		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
-		f, err := createExcl(name, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		if err != nil {
-			return "", nil, err
-		}
-		return name, f, nil
-	}
-	return "", nil, fmt.Errorf("create temp file in %s: too many collisions", dir)
+	return createTempIn(filepath.Join(r.Dir, stagingDir), objectTempPrefix+"copy-"+strconv.Itoa(os.Getpid())+"-")
 }
 
 // linkObject links the complete, closed temp file tmp into objects/ as d

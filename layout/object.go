@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,13 +53,105 @@ func (r *Root) HasObject(d digest.SHA256) (bool, error) {
 // keeps nothing. An object already present returns nil without reading src.
 // PutObject needs no Lock and is safe for concurrent use, also for one object.
 func (r *Root) PutObject(d digest.SHA256, size int64, src io.Reader) error {
-	if err := r.putObject(d, size, func(f *os.File) error {
-		_, err := io.Copy(f, digest.NewVerifier(src, d, size))
-		return err
-	}); err != nil {
+	if err := r.putStream(d, size, src); err != nil {
 		return fmt.Errorf("put object %s: %w", d, err)
 	}
 	return nil
+}
+
+// putStream is PutObject: putObject's steps on a rawFile (no os.File, whose
+// open costs five more syscalls), writing whole buffers (a network body
+// arrives in reads of a few KiB; one write(2) per MiB instead of one per
+// read).
+func (r *Root) putStream(d digest.SHA256, size int64, src io.Reader) (err error) {
+	if size < 0 {
+		return fmt.Errorf("negative size %d", size)
+	}
+	if ok, err := r.HasObject(d); err != nil || ok {
+		return err
+	}
+	final := r.ObjectPath(d)
+	dir := filepath.Dir(final)
+	tmp, f, err := createTempIn(dir, objectTempPrefix+filepath.Base(final)+".")
+	if errors.Is(err, fs.ErrNotExist) {
+		// The first object of this fan-out directory.
+		if err := mkdirAllSync(filepath.Join(r.Dir, objectsDir, algoDir), filepath.Base(dir)); err != nil {
+			return err
+		}
+		tmp, f, err = createTempIn(dir, objectTempPrefix+filepath.Base(final)+".")
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if f != nil {
+			_ = f.Close() // already failing; the temp file goes below
+		}
+		if err != nil {
+			err = errors.Join(err, ignoreNotExist(os.Remove(tmp)))
+		}
+	}()
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	v := digest.NewVerifier(src, d, size)
+	for {
+		n, rerr := readFull(v, *buf)
+		if n > 0 {
+			if _, err := f.Write((*buf)[:n]); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+	if err := faultHook("object-written"); err != nil {
+		return err
+	}
+	// No fsync: see putObject.
+	if err := f.Chmod(0o444); err != nil {
+		return err
+	}
+	cerr := f.Close()
+	f = nil
+	if cerr != nil {
+		return cerr
+	}
+	_, err = r.linkObject(d, tmp)
+	return err
+}
+
+// readFull reads from r until buf is full, r ends (io.EOF, also with
+// bytes) or fails.
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		k, err := r.Read(buf[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// createTempIn creates a new temp file in dir whose name starts with prefix.
+func createTempIn(dir, prefix string) (string, *rawFile, error) {
+	for range 100 {
+		name := filepath.Join(dir, prefix+strconv.FormatUint(rand.Uint64(), 36))
+		f, err := createExcl(name, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return name, f, nil
+	}
+	return "", nil, fmt.Errorf("create temp file in %s: too many collisions", dir)
 }
 
 // PutFile stores the object d of size bytes copied from the file srcPath,
@@ -135,22 +229,8 @@ func (r *Root) putObject(d digest.SHA256, size int64, write func(*os.File) error
 	if cerr != nil {
 		return cerr
 	}
-	// The marker before the link: from here on this Root may leave an
-	// object in objects/ that is not on disk yet. (A temp file never
-	// linked is GC's business, whatever it holds.)
-	if err := r.beginPut(); err != nil {
-		return err
-	}
-	linked := false
-	defer func() { r.endPut(d, linked) }()
-	if err := faultHook("object-link"); err != nil {
-		return err
-	}
-	if err := os.Link(tmp, final); err != nil && !errors.Is(err, fs.ErrExist) {
-		return err
-	}
-	linked = true
-	return os.Remove(tmp)
+	_, err = r.linkObject(d, tmp)
+	return err
 }
 
 func ignoreNotExist(err error) error {
