@@ -145,7 +145,11 @@ func WriteWhole(w http.ResponseWriter, r *http.Request, code int, body []byte) e
 	}
 	if err == nil {
 		// Push everything net/http buffered down to the held bytes.
-		err = http.NewResponseController(w).Flush()
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush() // a failure would only be a held write's: there are none
+		} else {
+			err = http.NewResponseController(w).Flush()
+		}
 	}
 	if rerr := c.release(); err == nil {
 		err = rerr

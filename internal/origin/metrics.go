@@ -3,6 +3,7 @@ package origin
 import (
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,7 +22,16 @@ type metrics struct {
 	objects     prometheus.Counter
 	objectBytes prometheus.Counter
 	notify      *prometheus.CounterVec // result: ok, retry, failed, dropped
+
+	// served caches the requests and bytes counters of each (code class,
+	// set): WithLabelValues hashes its labels on every call. Bounded like
+	// the labels: by the sets that exist.
+	served sync.Map // servedKey → *servedCounters
 }
+
+type servedKey struct{ code, set string }
+
+type servedCounters struct{ requests, bytes prometheus.Counter }
 
 func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, error) {
 	const ns = "pkgcdn_origin"
@@ -76,13 +86,27 @@ var codeClasses = [6]string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 // handler sets only for a published set, so the label's values are
 // bounded by the sets that exist.
 func (s *Server) Observe(r *http.Request, status int, bytes int64, h http.Header) {
-	code := strconv.Itoa(status)
+	var code string
 	if c := status / 100; c >= 1 && c <= 5 {
 		code = codeClasses[c]
+	} else {
+		code = strconv.Itoa(status)
 	}
-	set := h.Get(hdrSet)
-	s.met.requests.WithLabelValues(code, set).Inc()
+	var set string
+	if v := h[hdrSet]; len(v) > 0 {
+		set = v[0]
+	}
+	k := servedKey{code, set}
+	c, ok := s.met.served.Load(k)
+	if !ok {
+		c, _ = s.met.served.LoadOrStore(k, &servedCounters{
+			requests: s.met.requests.WithLabelValues(code, set),
+			bytes:    s.met.bytes.WithLabelValues(code, set),
+		})
+	}
+	sc := c.(*servedCounters)
+	sc.requests.Inc()
 	if bytes > 0 {
-		s.met.bytes.WithLabelValues(code, set).Add(float64(bytes))
+		sc.bytes.Add(float64(bytes))
 	}
 }
