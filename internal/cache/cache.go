@@ -21,13 +21,15 @@
 // not. After a crash (no clean record at the end) a background reconcile
 // then lists the 256 fan-out directories (names only, no per-file stat):
 // entries whose file vanished are dropped, complete files the journal
-// missed are adopted, a Meta without data is removed. A data file only ever appears under its
-// final name after its bytes were fsynced and verified, so nothing partial or
-// wrong is served after any crash.
+// missed are adopted (after a process crash) or removed (after a power
+// loss), a Meta without data is removed. A data file only ever appears
+// under its final name after its bytes were written and verified.
 //
-// Fills that complete together are committed together (see "Group commit"
-// in disk.go): they share their fsyncs, so many small fills cost a few
-// durability barriers, not four each.
+// A fill is kept at once, without waiting for the disk; durability is made
+// up by checkpoints that cover many fills with one barrier, and entries
+// that no checkpoint covered are removed after a power loss or an OS
+// crash (see "Commit and durability" in disk.go). So nothing partial or
+// wrong is served after any crash, and a small fill costs no barrier.
 package cache
 
 import (
@@ -41,7 +43,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
@@ -74,6 +75,9 @@ var (
 	ErrClosed = errors.New("cache: closed")
 	// ErrStalled is the error of a fill whose upstream sent nothing for StallTimeout.
 	ErrStalled = errors.New("cache: upstream stalled")
+	// ErrContentAddressed is returned by UpdateMeta for a content-addressed
+	// entry: it has no Meta besides its size and sha256, which never change.
+	ErrContentAddressed = errors.New("cache: content-addressed entry")
 	// ErrLocked is returned by New when another Cache (in this process or
 	// another) has Dir open.
 	ErrLocked = errors.New("cache: directory in use by another process")
@@ -110,13 +114,19 @@ type Config struct {
 	// raised to at least 2*HoldBack+256 KiB. A fill of known size smaller
 	// than the window takes only its size.
 	PassThroughBytes int64
+	// SyncInterval is how long a kept fill may stay not durable: a
+	// checkpoint then makes every entry kept so far durable with one
+	// barrier. After a power loss or OS crash the entries of at most this
+	// long are removed (and fetched again); a process crash loses none. If
+	// zero, 10s.
+	SyncInterval time.Duration
 	// Fault, if set, is called before each disk step of a fill ("create"
-	// its temp file, "write" a chunk, "sync": prepare its commit), of a
-	// commit batch ("meta": rename the Metas into place, "rename": the data
-	// files; an error there fails the whole batch), and "remove", between
-	// the unlinks of an evicted entry, where its error is ignored. It may
-	// return an error to inject a failure (e.g. syscall.ENOSPC) or kill the
-	// process. Production leaves it nil.
+	// its temp file, "write" a chunk, "sync": prepare its commit, "meta":
+	// write its Meta, "rename": its data into place), of a checkpoint
+	// ("checkpoint": an error fails it, and its dirty entries are removed),
+	// and "remove", between the unlinks of an evicted entry, where its
+	// error is ignored. It may return an error to inject a failure (e.g.
+	// syscall.ENOSPC) or kill the process. Production leaves it nil.
 	Fault func(step string) error
 }
 
@@ -125,6 +135,7 @@ const (
 	defaultStall    = 30 * time.Second
 	defaultHoldBack = 64 << 10
 	defaultWindow   = 1 << 20
+	defaultSync     = 10 * time.Second
 	metaCacheLen    = 1 << 16
 	chunkSize       = 256 << 10 // upstream read size
 )
@@ -141,18 +152,16 @@ type Cache struct {
 
 	ctx    context.Context // lives until Close; fills derive from it
 	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup // fill goroutines, fills queued for commit, the committer
+	wg     sync.WaitGroup // fill goroutines, the reconcile
 	lock   *os.File       // flock on Dir/lock; nil where unsupported
 	fs     *os.File       // objects/, open: syncfs (Linux) goes through it
 	// fsErrors counts the syncfs calls that reported an error. syncfs
-	// reports a writeback error once, to whichever batch syncs next, so a
-	// fill whose temp file existed when the count moved may have lost
+	// reports a writeback error once, to whichever checkpoint syncs next,
+	// so a fill whose temp file existed when the count moved may have lost
 	// bytes to it: that fill is not kept.
 	fsErrors atomic.Uint64
-
-	cmu        sync.Mutex      // guards queue and committing
-	queue      []*commitTicket // fills to keep, prepared, waiting for the committer
-	committing bool            // a committer goroutine runs
+	ckMu     sync.Mutex     // serializes checkpoints
+	ckWG     sync.WaitGroup // the armed checkpoint timer's run
 
 	mu       sync.Mutex // guards everything below
 	closed   bool
@@ -167,7 +176,15 @@ type Cache struct {
 	jr       *journal
 	metas    map[Key]Meta // decoded sidecars of recently read entries, up to metaCacheLen
 	metaGen  uint64       // bumped by every Meta write or entry removal
-	unsynced [256]bool    // fan-out directories with unlinks not yet fsynced
+	// Durability (see "Commit and durability" in disk.go).
+	seq       uint64         // numbers dirty marks and tombstones
+	dirty     []dirtyRef     // entries not yet durable, oldest first (stale refs skipped)
+	tombs     map[Key]uint64 // clean entries removed since the last checkpoint
+	dirtyDirs [256]bool      // fan-out directories with renames or unlinks not yet durable
+	ckArmed   bool           // ckTimer will run a checkpoint
+	ckTimer   *time.Timer
+	boot      bootID // written in "open" records: the boot whose page cache holds our writes; zero until trustworthy
+	rebooted  bool   // files not in the index may be torn: the reconcile removes them
 	// reconciled is false while the index may disagree with the directory
 	// (after a crash, until reconcile finished): no clean mark until then.
 	reconciled    bool
@@ -185,6 +202,21 @@ type entry struct {
 	pins       int32
 	touched    bool // a touch record is in the journal since the last snapshot
 	live       bool
+	dirty      uint64 // non-zero: not durable yet (the seq of its mark in Cache.dirty)
+	ca         bool   // content-addressed: no Meta sidecar (FillSpec.ContentAddressed)
+}
+
+func (e *entry) flags() byte {
+	if e.ca {
+		return flagCA
+	}
+	return 0
+}
+
+// dirtyRef names a dirty entry: slot, while ents[slot].dirty == seq.
+type dirtyRef struct {
+	slot int32
+	seq  uint64
 }
 
 // New opens (or creates) the cache in cfg.Dir. It removes the temp files a
@@ -202,6 +234,9 @@ func New(cfg Config) (*Cache, error) {
 	}
 	if cfg.HoldBack <= 0 {
 		cfg.HoldBack = defaultHoldBack
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = defaultSync
 	}
 	if cfg.PassThroughBytes <= 0 {
 		cfg.PassThroughBytes = defaultWindow
@@ -221,6 +256,7 @@ func New(cfg Config) (*Cache, error) {
 		tail:     -1,
 		fills:    make(map[Key]*fill),
 		metas:    make(map[Key]Meta),
+		tombs:    make(map[Key]uint64),
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -239,6 +275,9 @@ func New(cfg Config) (*Cache, error) {
 	c.evictLocked()
 	c.reconciled = !dirty
 	used := c.used
+	if len(c.dirty) > 0 || len(c.tombs) > 0 || c.anyDirtyDirLocked() {
+		c.scheduleCheckpointLocked()
+	}
 	c.mu.Unlock()
 	c.log.Info("cache opened", "path", cfg.Dir, "bytes", used, "dur", time.Since(start))
 	if dirty {
@@ -318,20 +357,17 @@ func (c *Cache) Close() error {
 		return nil
 	}
 	c.closed = true
+	c.stopCheckpointTimerLocked()
 	c.mu.Unlock()
 	c.cancel(ErrClosed)
 	c.wg.Wait()
+	c.ckWG.Wait()
+	// Make every entry, and the evictions, durable before the index says
+	// so, or a power cut could bring back files that the clean index no
+	// longer lists (never served, but never reclaimed either).
+	err := c.checkpoint()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Make evictions durable before the index says they happened, or a
-	// power cut could bring back files that the clean index no longer
-	// lists (never served, but never reclaimed either).
-	var err error
-	for b, dirty := range c.unsynced {
-		if dirty {
-			err = errors.Join(err, atomicfile.SyncDir(filepath.Join(c.objDir, fanout(byte(b)))))
-		}
-	}
 	if err == nil {
 		err = c.compactLocked(c.reconciled)
 	}
@@ -356,9 +392,9 @@ func (c *Cache) Get(key Key) (*Object, error) {
 			c.mu.Unlock()
 			return nil, ErrNotFound
 		}
-		size := c.pinLocked(i)
+		size, ca := c.pinLocked(i), c.ents[i].ca
 		c.mu.Unlock()
-		o, err := c.openEntry(key, i, size)
+		o, err := c.openEntry(key, i, size, ca)
 		if err != nil {
 			if c.dropBroken(key, i, err) {
 				continue // gone; ErrNotFound on the next round
@@ -421,17 +457,24 @@ type corruptError struct{ msg string }
 
 func (e *corruptError) Error() string { return e.msg }
 
-// openEntry opens entry key's files.
-func (c *Cache) openEntry(key Key, i int32, size int64) (*Object, error) {
-	m, err := c.meta(key)
-	if err != nil {
-		return nil, err
+// openEntry opens entry key's files: the data, and unless the entry is
+// content-addressed (ca), its Meta.
+func (c *Cache) openEntry(key Key, i int32, size int64, ca bool) (*Object, error) {
+	var m Meta
+	if !ca {
+		var err error
+		if m, err = c.meta(key); err != nil {
+			return nil, err
+		}
 	}
 	f, err := os.Open(c.dataPath(key))
 	if err != nil {
 		return nil, err
 	}
 	fi, err := f.Stat()
+	if err == nil && ca {
+		m = Meta{Size: size, SHA256: digest.SHA256(key), Stored: fi.ModTime()}
+	}
 	if err == nil && (fi.Size() != size || m.Size != size) {
 		err = &corruptError{fmt.Sprintf("size %d, meta %d, index %d", fi.Size(), m.Size, size)}
 	}
@@ -490,6 +533,10 @@ func (c *Cache) UpdateMeta(key Key, m Meta) error {
 	if !ok {
 		c.mu.Unlock()
 		return ErrNotFound
+	}
+	if c.ents[i].ca {
+		c.mu.Unlock()
+		return fmt.Errorf("update meta %s: %w", key, ErrContentAddressed)
 	}
 	size := c.pinLocked(i) // pinned: eviction cannot unlink beneath the rename
 	c.forgetMetaLocked(key)

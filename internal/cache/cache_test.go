@@ -752,8 +752,14 @@ func TestRestartReconcilesAfterCrash(t *testing.T) {
 	late := randBytes(7000, 500)
 	fillAndRead(t, c, keyOf(late), specFor(late, staticUpstream(late)))
 	c.wg.Wait()
-	abandon(c)                                                                                                                  // without Close...
-	os.WriteFile(filepath.Join(dir, "index"), append(index[:len(index)-recSize:len(index)-recSize], make([]byte, 7)...), 0o644) // ...with the add lost and a torn record
+	abandon(c) // without Close...
+	// ...with the add lost (a failed append: this boot, so the files are
+	// whole) and a torn record.
+	var open [recSize]byte
+	key := currentBoot().key()
+	encodeRecord(&open, opOpen, key[:], 0)
+	torn := append(index[:len(index)-recSize:len(index)-recSize], open[:]...)
+	os.WriteFile(filepath.Join(dir, "index"), append(torn, make([]byte, 7)...), 0o644)
 
 	c2 := newCache(t, Config{Dir: dir})
 	<-c2.reconcileDone
@@ -982,4 +988,56 @@ func TestPassThroughSmall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestContentAddressedEntry: an entry whose key is its bytes' sha256 is
+// kept as one file, no Meta sidecar; its Meta is its size and sha256,
+// across a restart too; it has no Meta to update; and a fill that says it
+// is content-addressed under another key is refused.
+func TestContentAddressedEntry(t *testing.T) {
+	dir := t.TempDir()
+	c := newCache(t, Config{Dir: dir, SyncInterval: time.Hour})
+	b := randBytes(20<<10, 77)
+	key := keyOf(b)
+	u := staticUpstream(b)
+	u.meta = Meta{ContentType: "text/x-dropped", ETag: `"dropped"`}
+	spec := specFor(b, u)
+	spec.ContentAddressed = true
+	if got := fillAndRead(t, c, key, spec); !bytes.Equal(got, b) {
+		t.Fatal("bytes differ")
+	}
+	c.wg.Wait()
+	if files := objectFiles(t, c); len(files) != 1 || files[0] != key.String() {
+		t.Errorf("files of a content-addressed entry = %v, want just %s", files, key)
+	}
+	check := func(c *Cache, when string) {
+		t.Helper()
+		o, err := c.Get(key)
+		if err != nil {
+			t.Fatalf("Get %s: %v", when, err)
+		}
+		defer o.Close()
+		if m := o.Meta(); m.Size != int64(len(b)) || m.SHA256 != digest.SHA256(key) || m.ContentType != "" || m.Stored.IsZero() {
+			t.Errorf("Meta %s = %+v", when, m)
+		}
+		got, err := io.ReadAll(io.NewSectionReader(o, 0, o.Size()))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("bytes %s: %d, %v", when, len(got), err)
+		}
+	}
+	check(c, "after the fill")
+	if err := c.UpdateMeta(key, Meta{ETag: "x"}); !errors.Is(err, ErrContentAddressed) {
+		t.Errorf("UpdateMeta = %v, want ErrContentAddressed", err)
+	}
+	other := specFor(randBytes(10, 1), staticUpstream(randBytes(10, 1)))
+	other.ContentAddressed = true
+	if _, err := c.Fill(key, other); err == nil {
+		t.Error("a content-addressed Fill whose Want is not its key was accepted")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := newCache(t, Config{Dir: dir})
+	<-c2.reconcileDone
+	check(c2, "after a restart")
 }

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"io"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // objectFiles lists every file under objects/.
@@ -26,91 +26,76 @@ func objectFiles(t *testing.T, c *Cache) []string {
 	return all
 }
 
-// TestGroupCommit holds the committer inside its first batch and checks
-// that readers of later fills get every byte meanwhile, that a finished but
-// uncommitted fill is invisible to Get yet joined by Fill (no second
-// fetch), and that the fills completed meanwhile commit as one batch.
-func TestGroupCommit(t *testing.T) {
-	var metaSteps atomic.Int64
-	blocked, release := make(chan struct{}), make(chan struct{})
-	dir := t.TempDir()
-	c := newCache(t, Config{Dir: dir, Fault: func(step string) error {
-		if step == "meta" && metaSteps.Add(1) == 1 {
-			close(blocked)
-			<-release
+// countSteps returns a Fault hook counting the calls of each step, and the
+// counter.
+func countSteps() (func(string) error, func(string) int64) {
+	var mu sync.Mutex
+	n := map[string]int64{}
+	return func(step string) error {
+			mu.Lock()
+			n[step]++
+			mu.Unlock()
+			return nil
+		}, func(step string) int64 {
+			mu.Lock()
+			defer mu.Unlock()
+			return n[step]
 		}
-		return nil
-	}})
-	unblock := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unblock) // before newCache's Close, which waits for the commit
+}
 
+// dirtyCount is the number of entries no checkpoint covered yet.
+func dirtyCount(c *Cache) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, i := range c.idx {
+		if c.ents[i].dirty != 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCommitAtOnceDurableAtCheckpoint: a verified fill is an entry as soon
+// as its fill ends, with no barrier of its own; one checkpoint then makes
+// every entry so far durable, and the next New keeps them.
+func TestCommitAtOnceDurableAtCheckpoint(t *testing.T) {
+	fault, steps := countSteps()
+	dir := t.TempDir()
+	c := newCache(t, Config{Dir: dir, SyncInterval: time.Hour, Fault: fault})
 	const n = 8
-	objs := make([][]byte, n+1)
-	ups := make([]*upstream, n+1)
+	objs := make([][]byte, n)
 	for i := range objs {
 		objs[i] = randBytes(70<<10+i, uint64(700+i))
-		ups[i] = staticUpstream(objs[i])
+		if got := fillAndRead(t, c, keyOf(objs[i]), specFor(objs[i], staticUpstream(objs[i]))); !bytes.Equal(got, objs[i]) {
+			t.Fatalf("fill %d: bytes differ", i)
+		}
 	}
-	if got := fillAndRead(t, c, keyOf(objs[0]), specFor(objs[0], ups[0])); !bytes.Equal(got, objs[0]) {
-		t.Fatal("first fill: bytes differ")
+	c.wg.Wait() // the fill goroutines, which committed
+	for i, b := range objs {
+		o, err := c.Get(keyOf(b))
+		if err != nil {
+			t.Fatalf("Get(%d) right after its fill: %v", i, err)
+		}
+		o.Close()
 	}
-	<-blocked // objs[0]'s batch is between its barrier and its renames
-
-	if _, err := c.Get(keyOf(objs[0])); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get of an uncommitted fill = %v, want ErrNotFound", err)
+	if got := steps("checkpoint"); got != 0 {
+		t.Errorf("checkpoints before SyncInterval = %d, want 0", got)
 	}
-	s, err := c.Fill(keyOf(objs[0]), specFor(objs[0], ups[0]))
-	if err != nil {
+	if got := dirtyCount(c); got != n {
+		t.Errorf("dirty entries = %d, want %d", got, n)
+	}
+	if err := c.checkpoint(); err != nil {
 		t.Fatal(err)
 	}
-	// Joined, not refetched: every byte is here and verified, so it is a
-	// hit (no upstream fetch), not a collapsed request.
-	if got, err := readAll(s); err != nil || !bytes.Equal(got, objs[0]) || !s.Hit() || s.Collapsed() {
-		t.Errorf("Fill of an uncommitted key: %d bytes, %v, hit %v, collapsed %v", len(got), err, s.Hit(), s.Collapsed())
+	if got := dirtyCount(c); got != 0 {
+		t.Errorf("dirty entries after a checkpoint = %d, want 0", got)
 	}
-	s.Close()
-
-	var wg sync.WaitGroup
-	for i := 1; i <= n; i++ {
-		wg.Go(func() {
-			s, err := c.Fill(keyOf(objs[i]), specFor(objs[i], ups[i]))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer s.Close()
-			if got, err := readAll(s); err != nil || !bytes.Equal(got, objs[i]) {
-				t.Errorf("fill %d while the committer is busy: %d bytes, %v", i, len(got), err)
-			}
-		})
+	if got := steps("checkpoint"); got != 1 {
+		t.Errorf("checkpoints = %d, want 1 for all %d entries", got, n)
 	}
-	wg.Wait() // every reader had its bytes with no commit done
-	for {     // until the n fills queued for the committer (no clock: yield)
-		c.cmu.Lock()
-		q := len(c.queue)
-		c.cmu.Unlock()
-		if q == n {
-			break
-		}
-		runtime.Gosched()
-	}
-	for i := 1; i <= n; i++ {
-		if _, err := c.Get(keyOf(objs[i])); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Get(%d) before its commit = %v, want ErrNotFound", i, err)
-		}
-	}
-	unblock()
-	c.wg.Wait()
-	if got := metaSteps.Load(); got != 2 {
-		t.Errorf("commit batches = %d, want 2 (the first fill, then the %d queued meanwhile)", got, n)
-	}
-	for i := range objs {
-		if n := ups[i].fetches.Load(); n != 1 {
-			t.Errorf("object %d: %d fetches, want 1", i, n)
-		}
-	}
-	if st := c.Stats(); st.Entries != n+1 || st.Collapsed != 1 || st.DiskErrors != 0 || st.FillsInFlight != 0 {
-		t.Errorf("Stats = %+v", st)
+	if err := c.checkpoint(); err != nil || steps("checkpoint") != 1 {
+		t.Errorf("a checkpoint with nothing dirty: %v, %d barriers", err, steps("checkpoint"))
 	}
 	assertEmptyTmp(t, c)
 	if err := c.Close(); err != nil {
@@ -131,6 +116,99 @@ func TestGroupCommit(t *testing.T) {
 	}
 }
 
+// TestCheckpointRunsBySyncInterval: the armed timer makes the entries
+// durable by itself.
+func TestCheckpointRunsBySyncInterval(t *testing.T) {
+	done := make(chan struct{}, 1)
+	c := newCache(t, Config{SyncInterval: time.Millisecond, Fault: func(step string) error {
+		if step == "checkpoint" {
+			select {
+			case done <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	}})
+	b := randBytes(10<<10, 5)
+	fillAndRead(t, c, keyOf(b), specFor(b, staticUpstream(b)))
+	<-done
+	c.ckWG.Wait()
+	if got := dirtyCount(c); got != 0 {
+		t.Errorf("dirty entries after the timed checkpoint = %d, want 0", got)
+	}
+}
+
+// TestCheckpointFailureRemovesDirty: a barrier that fails (EIO, a
+// writeback error) may have lost any dirty entry's bytes: none is kept.
+// Entries an earlier checkpoint covered stay.
+func TestCheckpointFailureRemovesDirty(t *testing.T) {
+	var fail atomic.Bool
+	c := newCache(t, Config{SyncInterval: time.Hour, Fault: func(step string) error {
+		if step == "checkpoint" && fail.Load() {
+			return syscall.EIO
+		}
+		return nil
+	}})
+	clean, dirty := randBytes(30<<10, 6), randBytes(30<<10, 7)
+	fillAndRead(t, c, keyOf(clean), specFor(clean, staticUpstream(clean)))
+	c.wg.Wait()
+	if err := c.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	fillAndRead(t, c, keyOf(dirty), specFor(dirty, staticUpstream(dirty)))
+	c.wg.Wait()
+	fail.Store(true)
+	if err := c.checkpoint(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("checkpoint = %v, want EIO", err)
+	}
+	if _, err := c.Get(keyOf(dirty)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get of a dirty entry after a failed checkpoint = %v, want ErrNotFound", err)
+	}
+	o, err := c.Get(keyOf(clean))
+	if err != nil {
+		t.Fatalf("Get of a durable entry after a failed checkpoint: %v", err)
+	}
+	o.Close()
+	for _, name := range objectFiles(t, c) {
+		if k, _, _ := parseName(name); k == keyOf(dirty) {
+			t.Errorf("a failed checkpoint left %s", name)
+		}
+	}
+}
+
+// TestRefillAfterEvictionSyncsFirst: files of a key whose durable entry
+// was evicted change again only after the removal is durable (else a
+// power loss could pair the durable index record with new, torn files).
+func TestRefillAfterEvictionSyncsFirst(t *testing.T) {
+	fault, steps := countSteps()
+	a, b := randBytes(60<<10, 8), randBytes(60<<10, 9)
+	c := newCache(t, Config{MaxBytes: 100 << 10, SyncInterval: time.Hour, Fault: fault})
+	ua := staticUpstream(a)
+	fillAndRead(t, c, keyOf(a), specFor(a, ua))
+	c.wg.Wait()
+	if err := c.checkpoint(); err != nil {
+		t.Fatal(err)
+	}
+	fillAndRead(t, c, keyOf(b), specFor(b, staticUpstream(b))) // evicts a: a tombstone
+	c.wg.Wait()
+	if _, err := c.Get(keyOf(a)); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(a) after its eviction = %v", err)
+	}
+	before := steps("checkpoint")
+	if got := fillAndRead(t, c, keyOf(a), specFor(a, ua)); !bytes.Equal(got, a) {
+		t.Fatal("refill differs")
+	}
+	c.wg.Wait()
+	if got := steps("checkpoint") - before; got != 1 {
+		t.Errorf("checkpoints before the refill's commit = %d, want 1", got)
+	}
+	o, err := c.Get(keyOf(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Close()
+}
+
 // TestCommitFailureKeepsNothing fails each step of a commit once: the
 // readers still get every byte, nothing is kept or left behind, and the
 // next fill of the key is kept.
@@ -141,8 +219,8 @@ func TestCommitFailureKeepsNothing(t *testing.T) {
 		writeback bool // the step reports a writeback error instead of failing
 	}{
 		{"prepare", "sync", false},
-		{"meta renames", "meta", false},
-		{"data renames", "rename", false},
+		{"meta write", "meta", false},
+		{"data rename", "rename", false},
 		{"writeback error during the fill", "sync", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -174,7 +175,9 @@ func crashChild(dir, at string) {
 	}
 	<-c.reconcileDone // its steps in a fixed place: the same n is the same instant
 	fillSync := func(c *Cache, b []byte) {
-		s, err := c.Fill(keyOf(b), specFor(b, staticUpstream(b)))
+		spec := specFor(b, staticUpstream(b))
+		spec.ContentAddressed = len(b)%2 == 0 // objects 0, 2, 4: no Meta sidecar
+		s, err := c.Fill(keyOf(b), spec)
 		if err != nil {
 			fail(err)
 		}
@@ -200,5 +203,134 @@ func crashChild(dir, at string) {
 	fillSync(c, objs[4])
 	// Die without Close (the next New must reconcile), and say how far we got.
 	fmt.Printf("steps %d\n", step.Load())
+	os.Exit(0)
+}
+
+const rebootDirEnv = "PKGCDN_CACHE_REBOOT_DIR"
+
+// rebootObjects are what the reboot child stores: the first two before a
+// checkpoint, the last two after it.
+func rebootObjects() [][]byte {
+	objs := make([][]byte, 4)
+	for i := range objs {
+		objs[i] = randBytes(50<<10+i, uint64(950+i))
+	}
+	return objs
+}
+
+// TestRebootRemovesWhatNoCheckpointCovered runs a child that fills two
+// objects, checkpoints, fills two more and dies without Close. Restarted
+// in the same boot, the cache keeps all four (the page cache had every
+// byte). Restarted after a reboot (another boot ID) with the two late
+// files torn and a stray pair of files the index never named, it serves
+// only the two durable entries and removes every other file: a power loss
+// may have torn anything that no checkpoint covered.
+func TestRebootRemovesWhatNoCheckpointCovered(t *testing.T) {
+	if dir := os.Getenv(rebootDirEnv); dir != "" {
+		rebootChild(dir)
+		return
+	}
+	objs := rebootObjects()
+	for _, tc := range []struct {
+		name   string
+		reboot bool
+	}{
+		{"same boot", false},
+		{"after a reboot", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestRebootRemovesWhatNoCheckpointCovered$", "-test.count=1")
+			cmd.Env = append(os.Environ(), rebootDirEnv+"="+dir)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("child: %v\n%s", err, out)
+			}
+			paths := &Cache{objDir: filepath.Join(dir, "objects")}
+			stray := randBytes(1000, 999)
+			if tc.reboot {
+				save := currentBoot
+				t.Cleanup(func() { currentBoot = save })
+				currentBoot = func() bootID { return bootID{0xfe, 0xed} }
+				for _, b := range objs[2:] { // torn by the power loss
+					p := paths.dataPath(keyOf(b))
+					if err := os.Chmod(p, 0o644); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.Truncate(p, 100); err != nil {
+						t.Fatal(err)
+					}
+				}
+				k := keyOf(stray)
+				os.WriteFile(paths.dataPath(k), stray[:10], 0o444)
+				os.WriteFile(paths.metaPath(k), []byte(`{"Size":10}`), 0o444)
+			}
+			c := newCache(t, Config{Dir: dir, SyncInterval: time.Hour})
+			<-c.reconcileDone
+			want := objs
+			if tc.reboot {
+				want = objs[:2]
+				for _, b := range append(objs[2:], stray) {
+					if _, err := c.Get(keyOf(b)); !errors.Is(err, ErrNotFound) {
+						t.Errorf("Get of an entry no checkpoint covered = %v, want ErrNotFound", err)
+					}
+				}
+			}
+			for i, b := range want {
+				o, err := c.Get(keyOf(b))
+				if err != nil {
+					t.Errorf("Get(%d): %v", i, err)
+					continue
+				}
+				got, err := io.ReadAll(io.NewSectionReader(o, 0, o.Size()))
+				if err != nil || !bytes.Equal(got, b) {
+					t.Errorf("entry %d: %d bytes, %v", i, len(got), err)
+				}
+				o.Close()
+			}
+			if files := objectFiles(t, c); len(files) != 2*len(want) {
+				t.Errorf("files after restart: %v, want the %d of %d entries", files, 2*len(want), len(want))
+			}
+			// What was lost is fetched again, and kept.
+			b := objs[3]
+			if got := fillAndRead(t, c, keyOf(b), specFor(b, staticUpstream(b))); !bytes.Equal(got, b) {
+				t.Error("refill differs")
+			}
+			c.wg.Wait()
+			o, err := c.Get(keyOf(b))
+			if err != nil {
+				t.Fatalf("Get after the refill: %v", err)
+			}
+			o.Close()
+		})
+	}
+}
+
+// rebootChild fills, checkpoints, fills again and exits without Close.
+func rebootChild(dir string) {
+	fail := func(err error) {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	c, err := New(Config{Dir: dir, SyncInterval: time.Hour})
+	if err != nil {
+		fail(err)
+	}
+	<-c.reconcileDone
+	for i, b := range rebootObjects() {
+		s, err := c.Fill(keyOf(b), specFor(b, staticUpstream(b)))
+		if err != nil {
+			fail(err)
+		}
+		if _, err := io.Copy(io.Discard, s.Reader(0)); err != nil {
+			fail(err)
+		}
+		s.Close()
+		c.wg.Wait()
+		if i == 1 {
+			if err := c.checkpoint(); err != nil {
+				fail(err)
+			}
+		}
+	}
 	os.Exit(0)
 }

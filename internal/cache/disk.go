@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/atomicfile"
 )
@@ -23,6 +26,14 @@ func (c *Cache) dataPath(k Key) string {
 
 // metaPath is objects/ab/<hex key>.meta.
 func (c *Cache) metaPath(k Key) string { return c.dataPath(k) + metaSuffix }
+
+// renameFile renames a file over a path that is not a directory.
+func renameFile(from, to string) error {
+	if err := syscall.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
+	}
+	return nil
+}
 
 func removeIfExists(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -82,217 +93,271 @@ func (c *Cache) writeMeta(k Key, m Meta) (err error) {
 	return atomicfile.SyncDir(filepath.Dir(dst))
 }
 
-// Group commit.
+// Commit and durability.
 //
 // A fill whose bytes verified is done for its readers: they have every
-// byte. What is left is to keep it, and that takes durability barriers
-// (fsync, syncfs) that cost the same for one file as for many. So the fill
-// goroutine only prepares its commit, and a committer takes every prepared
-// fill waiting at once (a batch) and makes them entries together:
+// byte. Keeping it used to cost durability barriers (fsync, syncfs) before
+// the entry became visible; on a small-file load those barriers, which also
+// write back every other dirty page of the file system, were most of the
+// cost of a fill. Now a fill commits at once, without a barrier, and
+// durability is made up later, for many entries at a time:
 //
-//  1. (fill goroutine, prepareCommit) the data temp file is made 0444 and
-//     its Meta written to a temp file in tmp/; flushFile makes both
-//     durable where the barrier of step 2 cannot (an fsync each, which
-//     concurrent fills issue in parallel);
-//  2. barrier: syncFiles makes every file of the batch durable (on Linux
-//     one syncfs(2) of the cache's file system for all of them); a fill
-//     that a writeback error reported since its start may have hit is
-//     dropped (see Cache.fsErrors);
-//  3. every Meta renamed into objects/, then the directories made durable
-//     (syncDirs: one fsync per fan-out directory touched, or one syncfs);
-//  4. every data file renamed into objects/, then syncDirs again;
-//  5. under c.mu, each becomes an entry (journaled) and leaves c.fills.
+//  1. (the fill goroutine, commit) the Meta is written to a temp file in
+//     tmp/ and renamed into objects/ (a content-addressed entry has none),
+//     then the data temp file (created 0444) is renamed into objects/,
+//     and under c.mu the fill becomes an entry marked dirty (not yet
+//     durable), journaled as an add. Where syncfs is not used, both files
+//     are fsynced first (in parallel, by their fill goroutines).
+//  2. (checkpoint, every SyncInterval while something is dirty, and at
+//     Close) one barrier makes every file, rename, unlink and journal
+//     record so far durable (syncfs; else an fsync of each fan-out
+//     directory touched and of the index), then a "synced" record names
+//     the journal length it covered, and the entries it covered are clean.
 //
-// Steps 3 and 4 keep the rule that a data file never reaches its final name
-// on disk before its Meta does, so after any crash every data file under
-// objects/ has a complete Meta of its own (a crash between them leaves
-// Metas without data, which the reconcile removes). Renaming both at once
-// would save one barrier per batch, but then a crash could leave a new data
-// file beside the Meta of an evicted entry of the same key whose unlink was
-// not yet durable, and in plain mode that Meta (validators, size) is not
-// the new bytes'.
+// What keeps "never serve a torn or wrong file" after a crash:
 //
-// Until step 5 the fill stays in c.fills: a Fill of its key joins the
-// finished fill (its temp file is still open) instead of fetching again,
-// and Get answers ErrNotFound. A step that fails fails the fills it
-// concerns: what of theirs is under objects/ is removed under c.mu (no
-// other fill of the key can run meanwhile) and nothing is kept; their
-// readers had correct bytes anyway.
-//
-// The committer goroutine runs only while there is work: the first fill to
-// queue starts it, and it returns when it finds the queue empty. Each queued
-// fill still holds its count in c.wg, so Close (which waits for c.wg) waits
-// for every commit, and a fill can never be left queued with no committer.
-
-// maxBatch bounds the fills of one batch, so that one batch's renames do
-// not delay its first entries too long.
-const maxBatch = 1024
+//   - A process crash (kill -9) loses nothing that was written: the
+//     kernel's page cache is the truth, a data file is renamed only after
+//     every byte was written and verified, and its Meta was written before
+//     that. So when the index says the last run was in this boot (its
+//     "open" record carries the boot ID), dirty entries are as good as
+//     clean ones and are kept; the next checkpoint makes them durable.
+//   - A power loss or an OS crash may tear anything not yet durable. When
+//     the boot ID differs (or is unknown), New removes every entry not
+//     covered by a synced record before it serves anything, and the
+//     reconcile removes the files the index does not name instead of
+//     adopting them, until a reconcile has finished. At most SyncInterval
+//     of fills is lost, and fetched again on demand.
+//   - A clean entry's files must not change before the journal's record of
+//     its removal is durable, or a power loss could pair the clean record
+//     with new, torn files. Removing a clean entry leaves a tombstone, and
+//     a fill that would place files under a tombstoned key first runs a
+//     checkpoint (rare: evicted and fetched again within SyncInterval).
+//   - A writeback error that a checkpoint's syncfs reports (see
+//     Cache.fsErrors) removes every dirty entry: any of them may have lost
+//     bytes to it.
 
 // errWriteback fails the commit of a fill that may have lost bytes to a
-// writeback error that an earlier syncfs reported (see Cache.fsErrors).
+// writeback error that a syncfs reported during the fill (see Cache.fsErrors).
 var errWriteback = errors.New("cache: file system reported a writeback error during the fill")
 
-// commitTicket is a fill prepared for the committer.
-type commitTicket struct {
-	f        *fill
-	data     *os.File // the fill's temp file (still open for its readers)
-	metaTemp string   // the Meta's temp file in tmp/
-	dir      string   // fan-out directory of the entry
-	placed   bool     // something may be under objects/: remove it on failure
-	err      error
-}
-
-// prepareCommit is step 1 for fill f: it makes the data file read-only and
-// writes meta to a temp file in tmp/ (closed), both flushed by flushFile.
-func (c *Cache) prepareCommit(f *fill, data *os.File, meta Meta) (t *commitTicket, err error) {
-	t = &commitTicket{f: f, data: data, dir: filepath.Dir(c.dataPath(f.key))}
-	if err := c.fault("sync"); err != nil {
-		return nil, err
-	}
-	if err := data.Chmod(0o444); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(meta)
-	if err != nil {
-		return nil, err
-	}
-	mf, err := os.CreateTemp(c.tmpDir, f.key.String()+metaSuffix+".*")
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := mf.Close(); err == nil {
-			err = cerr
+// commit is step 1 for fill f, whose bytes are in data (verified): it
+// places meta (unless content-addressed), renames data into place and
+// makes f the entry for its key (dirty). On error nothing of f's is kept
+// (what it placed is removed) and f is retired.
+func (c *Cache) commit(f *fill, data *os.File, meta Meta) (err error) {
+	if c.tombstoned(f.key) {
+		// A clean entry of this key was removed since the last checkpoint:
+		// make that removal durable before files of the key change again.
+		if err := c.checkpoint(); err != nil {
+			return err
 		}
+	}
+	placed := false
+	defer func() {
 		if err != nil {
-			_ = os.Remove(mf.Name()) // best effort: New empties tmp/
+			c.mu.Lock()
+			f.retireLocked(false, placed)
+			c.mu.Unlock()
 		}
 	}()
-	if _, err := mf.Write(b); err != nil {
-		return nil, err
+	if err := c.fault("sync"); err != nil {
+		return err
 	}
-	if err := c.flushFile(data, mf); err != nil {
-		return nil, err
-	}
-	t.metaTemp = mf.Name()
-	return t, nil
-}
-
-// enqueueCommit hands a prepared fill to the committer, starting one if
-// none runs. The fill's count in c.wg passes to the committer, which
-// releases it once the fill is retired.
-func (c *Cache) enqueueCommit(t *commitTicket) {
-	c.cmu.Lock()
-	c.queue = append(c.queue, t)
-	start := !c.committing
-	c.committing = true
-	c.cmu.Unlock()
-	if start {
-		c.wg.Add(1) // t's fill still holds its count: the counter is not zero
-		go c.committer()
-	}
-}
-
-// committer commits batches until the queue is empty.
-func (c *Cache) committer() {
-	defer c.wg.Done()
-	for {
-		c.cmu.Lock()
-		n := min(len(c.queue), maxBatch)
-		if n == 0 {
-			c.committing = false
-			c.cmu.Unlock()
-			return
-		}
-		batch := c.queue[:n:n]
-		c.queue = c.queue[n:]
-		if len(c.queue) == 0 {
-			c.queue = nil // let the array go
-		}
-		c.cmu.Unlock()
-		c.commitBatch(batch)
-	}
-}
-
-// commitBatch runs steps 2 to 5 of "Group commit" for batch and retires
-// its fills.
-func (c *Cache) commitBatch(batch []*commitTicket) {
-	live := func() []*commitTicket {
-		l := batch[:0:0]
-		for _, t := range batch {
-			if t.err == nil {
-				l = append(l, t)
-			}
-		}
-		return l
-	}
-	fail := func(ts []*commitTicket, err error) {
-		if err != nil {
-			for _, t := range ts {
-				t.err = err
-			}
+	if !c.useSyncfs() {
+		if err := data.Sync(); err != nil {
+			return err
 		}
 	}
-	dirsOf := func(ts []*commitTicket) []string {
-		seen := make(map[string]bool, len(ts))
-		var dirs []string
-		for _, t := range ts {
-			if !seen[t.dir] {
-				seen[t.dir] = true
-				dirs = append(dirs, t.dir)
-			}
-		}
-		return dirs
+	if err := c.fault("meta"); err != nil {
+		return err
 	}
-
-	ts := live()
-	files := make([]*os.File, len(ts))
-	for i, t := range ts {
-		files[i] = t.data // the Metas are closed: syncfs, if used, covers them too
-	}
-	fail(ts, c.syncFiles(files))
-	for _, t := range live() {
-		if t.f.fsErrors != c.fsErrors.Load() {
-			t.err = errWriteback
+	if !f.spec.ContentAddressed {
+		placed = true
+		if err := c.placeMeta(f.key, meta); err != nil {
+			return err
 		}
 	}
-
-	fail(live(), c.fault("meta"))
-	ts = live()
-	for _, t := range ts {
-		t.placed = true
-		t.err = os.Rename(t.metaTemp, c.metaPath(t.f.key))
+	if err := c.fault("rename"); err != nil {
+		return err
 	}
-	ts = live()
-	fail(ts, c.syncDirs(dirsOf(ts)))
-
-	fail(live(), c.fault("rename"))
-	ts = live()
-	for _, t := range ts {
-		t.err = os.Rename(t.data.Name(), c.dataPath(t.f.key))
-	}
-	ts = live()
-	fail(ts, c.syncDirs(dirsOf(ts)))
-
-	for _, t := range batch {
-		if t.err != nil {
-			_ = os.Remove(t.metaTemp) // best effort (gone if renamed): New empties tmp/
-		}
+	// syscall.Rename, not os.Rename: that one first Lstats the target
+	// (to refuse a directory), a path walk per fill for nothing.
+	if err := renameFile(data.Name(), c.dataPath(f.key)); err != nil {
+		return err
 	}
 	c.mu.Lock()
-	for _, t := range batch {
-		t.f.retireLocked(t.err == nil, t.placed)
+	defer c.mu.Unlock()
+	if f.fsErrors != c.fsErrors.Load() {
+		return errWriteback
+	}
+	f.retireLocked(true, true)
+	if !f.spec.ContentAddressed && len(c.metas) < metaCacheLen {
+		c.metas[f.key] = meta // the first Get needs no read of the sidecar
 	}
 	c.evictLocked()
-	c.mu.Unlock()
-	for _, t := range batch {
-		if t.err != nil {
-			c.st.diskErrors.Add(1)
-			c.log.Warn("cache commit", "sha256", t.f.key.String(), "err", t.err)
-		}
-		t.f.end(nil, t.err == nil)
-		c.wg.Done() // the fill's count, handed over by enqueueCommit
+	return nil
+}
+
+// placeMeta writes key's Meta sidecar for a commit: to a temp file in tmp/
+// (fsynced only where checkpoints do not use syncfs), renamed into place.
+// The temp file keeps the new inode in tmp/'s block group: on ext4 an
+// inode allocated in a fan-out directory's group can cost a scan of the
+// inodes freed there recently (evictions), tens of microseconds each.
+func (c *Cache) placeMeta(key Key, m Meta) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
 	}
+	tmp := filepath.Join(c.tmpDir, key.String()+metaSuffix+"."+strconv.FormatUint(tempSeq.Add(1), 10))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil && !c.useSyncfs() {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err == nil {
+		err = renameFile(tmp, c.metaPath(key))
+	}
+	if err != nil {
+		_ = os.Remove(tmp) // best effort: New empties tmp/
+	}
+	return err
+}
+
+// markDirtyLocked records that entry i is not durable yet (a commit, or an
+// entry adopted or carried over from a crash in this boot), and schedules
+// a checkpoint.
+func (c *Cache) markDirtyLocked(i int32) {
+	c.seq++
+	c.ents[i].dirty = c.seq
+	c.dirty = append(c.dirty, dirtyRef{slot: i, seq: c.seq})
+	c.dirtyDirs[c.ents[i].key[0]] = true
+	c.scheduleCheckpointLocked()
+}
+
+// tombstoneLocked records the removal of clean entry key (see "Commit and
+// durability"), and schedules a checkpoint.
+func (c *Cache) tombstoneLocked(key Key) {
+	c.seq++
+	c.tombs[key] = c.seq
+	c.scheduleCheckpointLocked()
+}
+
+func (c *Cache) tombstoned(key Key) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.tombs[key]
+	return ok
+}
+
+// scheduleCheckpointLocked arms the checkpoint timer unless it is armed or
+// the cache is closing (Close runs the last checkpoint itself).
+func (c *Cache) scheduleCheckpointLocked() {
+	if c.ckArmed || c.closed {
+		return
+	}
+	c.ckArmed = true
+	c.ckWG.Add(1)
+	c.ckTimer = time.AfterFunc(c.cfg.SyncInterval, func() {
+		defer c.ckWG.Done()
+		c.mu.Lock()
+		c.ckArmed = false
+		closed := c.closed
+		c.mu.Unlock()
+		if closed {
+			return // Close runs the last one
+		}
+		if err := c.checkpoint(); err != nil {
+			c.log.Warn("cache checkpoint", "path", c.cfg.Dir, "err", err)
+		}
+	})
+}
+
+// stopCheckpointTimerLocked disarms a pending checkpoint (Close); one that
+// is running is waited for with ckWG.
+func (c *Cache) stopCheckpointTimerLocked() {
+	if c.ckArmed && c.ckTimer.Stop() {
+		c.ckArmed = false
+		c.ckWG.Done()
+	}
+}
+
+// checkpoint is step 2 of "Commit and durability": it makes everything so
+// far durable, then marks the entries it covered clean and journals how
+// far it got. If the barrier fails, every dirty entry is removed.
+// Checkpoints run one at a time.
+func (c *Cache) checkpoint() error {
+	c.ckMu.Lock()
+	defer c.ckMu.Unlock()
+	c.mu.Lock()
+	if len(c.dirty) == 0 && len(c.tombs) == 0 && !c.anyDirtyDirLocked() {
+		c.mu.Unlock()
+		return nil
+	}
+	jr, covered, upto := c.jr, c.jr.records, c.seq
+	dirs := c.dirtyDirs
+	c.dirtyDirs = [256]bool{}
+	c.mu.Unlock()
+
+	err := c.fault("checkpoint")
+	if err == nil {
+		err = c.barrier(jr, dirs)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		// Any dirty entry may have lost bytes: keep none of them.
+		for _, d := range c.dirty {
+			if e := &c.ents[d.slot]; e.live && e.dirty == d.seq {
+				c.removeLocked(d.slot)
+			}
+		}
+		c.dirty = c.dirty[:0]
+		for b, d := range dirs {
+			c.dirtyDirs[b] = c.dirtyDirs[b] || d
+		}
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	keep := c.dirty[:0]
+	for _, d := range c.dirty {
+		e := &c.ents[d.slot]
+		switch {
+		case !e.live || e.dirty != d.seq: // removed, or dirtied again
+		case d.seq <= upto:
+			e.dirty = 0
+		default:
+			keep = append(keep, d)
+		}
+	}
+	c.dirty = keep
+	for k, s := range c.tombs {
+		if s <= upto {
+			delete(c.tombs, k)
+		}
+	}
+	if c.jr == jr && !jr.failed {
+		// Records [0, covered) of this index file are durable. (After a
+		// compaction the count means nothing: the snapshot carries each
+		// entry's state itself.)
+		c.journalLocked(opSynced, Key{}, covered)
+	}
+	if len(c.dirty) > 0 || len(c.tombs) > 0 {
+		c.scheduleCheckpointLocked()
+	}
+	return nil
+}
+
+func (c *Cache) anyDirtyDirLocked() bool {
+	for _, d := range c.dirtyDirs {
+		if d {
+			return true
+		}
+	}
+	return false
 }
 
 // fsyncEach fsyncs every file.
@@ -313,4 +378,23 @@ func syncEachDir(dirs []string) error {
 		}
 	}
 	return nil
+}
+
+// dirPaths lists the fan-out directories marked in dirs.
+func (c *Cache) dirPaths(dirs [256]bool) []string {
+	var out []string
+	for b, d := range dirs {
+		if d {
+			out = append(out, filepath.Join(c.objDir, fanout(byte(b))))
+		}
+	}
+	return out
+}
+
+// sync makes the journal's records durable.
+func (jr *journal) sync() error {
+	if jr == nil || jr.f == nil {
+		return nil
+	}
+	return jr.f.Sync()
 }

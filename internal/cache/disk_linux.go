@@ -4,6 +4,7 @@ package cache
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"strconv"
 	"sync"
@@ -11,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// On Linux one syncfs(2) makes a whole batch durable: it writes back every
+// On Linux one syncfs(2) makes a whole checkpoint durable: it writes back every
 // dirty inode of the file system, then commits the journal and flushes the
 // disk's cache once, where an fsync per file (or per directory) would
 // commit the journal and flush the disk cache once per call (ext4
@@ -21,37 +22,19 @@ import (
 //
 // syncfs reports writeback errors only since Linux 5.8, and once per fd:
 // c.fs is opened once, by New, so every error since the previous syncfs
-// reaches us, perhaps another file's (the batch then fails, which keeps
-// nothing and is safe), perhaps a file's of a later batch (so Cache.fsErrors
-// counts them, and a fill that was under way then is not kept). On an older
-// kernel an EIO could go unseen, and a
-// page that never reached the disk be read back stale after a restart; so
-// there each file and directory is fsynced instead.
+// reaches us, perhaps another file's (the checkpoint then fails and every
+// dirty entry is removed, which is safe), perhaps a file of a fill still
+// under way (so Cache.fsErrors counts them, and such a fill is not kept).
+// On an older kernel an EIO could go unseen, and a page that never reached
+// the disk be read back stale after a restart; so there each commit
+// fsyncs its files, and a checkpoint the directories and the index.
 
-// flushFile makes a prepared fill's files durable where syncfs will not.
-func (c *Cache) flushFile(data, meta *os.File) error {
-	if c.useSyncfs() {
-		return nil // syncFiles covers them
-	}
-	return fsyncEach([]*os.File{data, meta})
-}
-
-// syncFiles makes the bytes of a batch's files (data, and the Metas beside
-// them in tmp/) durable.
-func (c *Cache) syncFiles(files []*os.File) error {
+// barrier makes everything written so far durable: files, renames and
+// unlinks in the fan-out directories dirs, and the journal jr.
+func (c *Cache) barrier(jr *journal, dirs [256]bool) error {
 	if !c.useSyncfs() {
-		return nil // flushFile did
-	}
-	return c.syncfs()
-}
-
-// syncDirs makes the renames into dirs durable.
-func (c *Cache) syncDirs(dirs []string) error {
-	if len(dirs) == 0 {
-		return nil
-	}
-	if !c.useSyncfs() {
-		return syncEachDir(dirs)
+		// Commits fsynced their files: the directories and the index remain.
+		return errors.Join(syncEachDir(c.dirPaths(dirs)), jr.sync())
 	}
 	return c.syncfs()
 }

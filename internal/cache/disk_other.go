@@ -2,18 +2,16 @@
 
 package cache
 
-import "os"
+import "errors"
 
-// Without syncfs(2), each file and each directory is fsynced: the files by
-// their fill goroutines, in parallel, the directories once per batch.
+// Without syncfs(2), each commit fsyncs its files (in its fill goroutine,
+// in parallel with the others), and a checkpoint fsyncs the directories
+// touched and the index.
 
-// flushFile makes a prepared fill's files durable.
-func (c *Cache) flushFile(data, meta *os.File) error {
-	return fsyncEach([]*os.File{data, meta})
+func (c *Cache) useSyncfs() bool { return false }
+
+// barrier makes the renames and unlinks in the fan-out directories dirs,
+// and the journal jr, durable.
+func (c *Cache) barrier(jr *journal, dirs [256]bool) error {
+	return errors.Join(syncEachDir(c.dirPaths(dirs)), jr.sync())
 }
-
-// syncFiles does nothing: flushFile did it.
-func (c *Cache) syncFiles(files []*os.File) error { return nil }
-
-// syncDirs makes the renames into dirs durable.
-func (c *Cache) syncDirs(dirs []string) error { return syncEachDir(dirs) }

@@ -7,7 +7,10 @@ import (
 	"hash"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -28,6 +31,12 @@ type FillSpec struct {
 	Fetch func(ctx context.Context) (body io.ReadCloser, meta Meta, err error)
 	// NoStore streams to the readers without keeping anything.
 	NoStore bool
+	// ContentAddressed says the key is Want, the sha256 of the bytes (the
+	// key names the content, as an object URL does). The entry is then
+	// kept without a Meta sidecar: its Meta is only Size, SHA256 and
+	// Stored (the file's time); what else Fetch returned is not kept.
+	// One file per entry is cheaper to commit, open and remove.
+	ContentAddressed bool
 }
 
 var errNoReaders = errors.New("cache: pass-through fill has no reader left")
@@ -77,6 +86,9 @@ func (c *Cache) Fill(key Key, spec FillSpec) (*Stream, error) {
 	if spec.Fetch == nil {
 		return nil, errors.New("cache: fill without Fetch")
 	}
+	if spec.ContentAddressed && spec.Want != digest.SHA256(key) {
+		return nil, fmt.Errorf("cache: content-addressed fill of %s wants %s", key, spec.Want)
+	}
 	for {
 		c.mu.Lock()
 		if c.closed {
@@ -94,9 +106,9 @@ func (c *Cache) Fill(key Key, spec FillSpec) (*Stream, error) {
 			// bytes: start afresh. The old one never commits.
 		}
 		if i, ok := c.idx[key]; ok {
-			size := c.pinLocked(i)
+			size, ca := c.pinLocked(i), c.ents[i].ca
 			c.mu.Unlock()
-			o, err := c.openEntry(key, i, size)
+			o, err := c.openEntry(key, i, size, ca)
 			if err != nil {
 				if c.dropBroken(key, i, err) {
 					continue
@@ -256,12 +268,19 @@ func (f *fill) fetch(ctx context.Context) error {
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
 
+// tempSeq makes temp file names unique within a process; New empties
+// tmp/, so no other process's names are there.
+var tempSeq atomic.Uint64
+
 func (f *fill) createTemp() error {
 	if err := f.c.fault("create"); err != nil {
 		return err
 	}
 	f.fsErrors = f.c.fsErrors.Load()
-	file, err := os.CreateTemp(f.c.tmpDir, f.key.String()+".*")
+	// Created read-only (0444, as committed objects are): no chmod at
+	// commit. The descriptor is writable all the same.
+	name := filepath.Join(f.c.tmpDir, f.key.String()+"."+strconv.FormatUint(tempSeq.Add(1), 10))
+	file, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return err
 	}
@@ -446,16 +465,16 @@ func (f *fill) finish(err error) {
 	f.mu.Unlock()
 
 	// Verified bytes are released to the readers now; the commit only
-	// decides whether they are kept, and it shares its barriers with the
-	// other fills that complete meanwhile (see "Group commit" in disk.go).
+	// decides whether they are kept (see "Commit and durability" in disk.go).
 	if err == nil && f.keep {
-		t, cerr := c.prepareCommit(f, file, meta)
-		if cerr == nil {
-			c.enqueueCommit(t)
-			return
+		cerr := c.commit(f, file, meta)
+		if cerr != nil {
+			c.st.diskErrors.Add(1)
+			c.log.Warn("cache commit", "sha256", f.key.String(), "err", cerr)
 		}
-		c.st.diskErrors.Add(1)
-		c.log.Warn("cache commit", "sha256", f.key.String(), "err", cerr)
+		f.end(nil, cerr == nil)
+		c.wg.Done()
+		return
 	}
 	c.mu.Lock()
 	f.retireLocked(false, false)
@@ -481,12 +500,15 @@ func (f *fill) retireLocked(committed, placed bool) {
 		f.mu.Lock()
 		size := f.written
 		f.mu.Unlock()
-		c.insertLocked(f.key, size)
-		c.journalLocked(opAdd, f.key, size)
+		i := c.insertLocked(f.key, size)
+		c.ents[i].ca = f.spec.ContentAddressed
+		c.journalAddLocked(i)
+		c.markDirtyLocked(i)
 	case placed:
 		if rerr := errors.Join(removeIfExists(c.dataPath(f.key)), removeIfExists(c.metaPath(f.key))); rerr != nil {
 			c.log.Warn("cache remove", "sha256", f.key.String(), "err", rerr)
 		}
+		c.dirtyDirs[f.key[0]] = true
 	}
 }
 

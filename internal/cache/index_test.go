@@ -37,7 +37,7 @@ func FuzzReplay(f *testing.F) {
 			t.Fatal(err)
 		}
 		c := &Cache{cfg: Config{Dir: dir}, head: -1, tail: -1}
-		clean, valid, err := c.replay()
+		clean, valid, _, err := c.replay()
 		if err != nil {
 			t.Fatalf("replay: %v", err)
 		}

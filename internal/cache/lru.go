@@ -90,7 +90,10 @@ func (c *Cache) dropLocked(i int32) {
 func (c *Cache) removeLocked(i int32) {
 	key, size := c.ents[i].key, c.ents[i].size
 	c.forgetMetaLocked(key)
-	c.unsynced[key[0]] = true
+	c.dirtyDirs[key[0]] = true
+	if c.ents[i].dirty == 0 {
+		c.tombstoneLocked(key)
+	}
 	if err := removeIfExists(c.dataPath(key)); err != nil {
 		c.log.Warn("cache remove", "sha256", key.String(), "err", err)
 	}

@@ -17,8 +17,11 @@ import (
 // committed since the listing):
 //   - drops entries whose data file is gone (a delete the journal missed),
 //   - adopts data files the journal missed (a commit whose add record was
-//     lost): they are complete by construction, so one stat gives the size,
-//   - removes a Meta without its data (a commit that died between renames).
+//     lost), after a process crash: they are complete by construction, so
+//     one stat gives the size; they are dirty until the next checkpoint.
+//     After a power loss (c.rebooted) they may be torn: they are removed,
+//   - removes a Meta without its data (a commit that died between its
+//     Meta and its rename).
 //
 // Until it is done, Get already copes with what it repairs: an entry whose
 // file vanished is dropped on its first Get, and an unadopted file is only
@@ -34,6 +37,11 @@ func (c *Cache) reconcile(ctx context.Context) {
 	defer c.mu.Unlock()
 	if err == nil {
 		c.reconciled = true
+		if c.rebooted {
+			// Only what the index names is left: from now on this boot's
+			// page cache holds the truth (the compaction says so).
+			c.rebooted, c.boot = false, currentBoot()
+		}
 		err = c.compactLocked(false)
 	}
 	if err != nil {
@@ -119,10 +127,14 @@ func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) er
 		if _, ok := c.idx[k]; ok || c.fills[k] != nil {
 			continue
 		}
-		if !hasMeta { // cannot happen with our commit order; never serve it
-			if err := removeIfExists(c.dataPath(k)); err != nil {
+		// Without a Meta: a content-addressed entry whose add record was
+		// lost (rare: a failed append), or a broken one; either way it is
+		// fetched again, never served unchecked.
+		if !hasMeta || c.rebooted {
+			if err := errors.Join(removeIfExists(c.dataPath(k)), removeIfExists(c.metaPath(k))); err != nil {
 				return err
 			}
+			c.dirtyDirs[k[0]] = true
 			continue
 		}
 		fi, err := os.Stat(c.dataPath(k))
@@ -143,8 +155,10 @@ func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) er
 		if err != nil {
 			return err
 		}
-		c.insertLocked(k, fi.Size())
-		c.journalLocked(opAdd, k, fi.Size())
+		i := c.insertLocked(k, fi.Size())
+		c.ents[i].ca = false // it has a Meta
+		c.journalAddLocked(i)
+		c.markDirtyLocked(i)
 	}
 	for _, k := range orphans {
 		if _, ok := c.idx[k]; ok || c.fills[k] != nil {

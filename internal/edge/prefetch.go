@@ -51,7 +51,7 @@ func (e *Edge) prefetchOne(ctx context.Context, set string, ent manifest.Entry) 
 		return
 	}
 	o := object{hash: ent.SHA256, size: ent.Size, modified: ent.Modified.Time(), ctype: route.ContentType(ent.Path), inSet: true}
-	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: ent.SHA256, Size: ent.Size, Fetch: e.fetchObject(o)})
+	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: ent.SHA256, Size: ent.Size, Fetch: e.fetchObject(o), ContentAddressed: true})
 	if err != nil {
 		e.log.Debug("prefetch", "set", set, "path", ent.Path, "err", err)
 		return

@@ -130,7 +130,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		h.Set("Cache-Status", csNegative)
 		return fmt.Errorf("%w: object %s (cached 404)", route.ErrNotFound, o.hash)
 	}
-	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: o.hash, Size: o.size, Fetch: e.fetchObject(o)})
+	s, err := e.cfg.Cache.Fill(key, cache.FillSpec{Want: o.hash, Size: o.size, Fetch: e.fetchObject(o), ContentAddressed: true})
 	if err != nil {
 		return fmt.Errorf("fill %s: %w", o.hash, err)
 	}
