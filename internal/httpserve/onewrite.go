@@ -2,6 +2,7 @@ package httpserve
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -147,8 +148,11 @@ func WriteWhole(w http.ResponseWriter, r *http.Request, code int, body []byte) e
 		// Push everything net/http buffered down to the held bytes.
 		if f, ok := w.(http.Flusher); ok {
 			f.Flush() // a failure would only be a held write's: there are none
-		} else {
-			err = http.NewResponseController(w).Flush()
+		} else if ferr := http.NewResponseController(w).Flush(); !errors.Is(ferr, http.ErrNotSupported) {
+			// A writer that cannot flush just costs the one write: what
+			// is held goes now, net/http sends the rest when the handler
+			// returns.
+			err = ferr
 		}
 	}
 	if rerr := c.release(); err == nil {

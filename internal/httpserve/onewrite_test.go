@@ -186,3 +186,29 @@ func TestWriteWholeStalledReader(t *testing.T) {
 		}
 	}
 }
+
+// noFlush is a ResponseWriter wrapper that cannot flush.
+type noFlush struct{ http.ResponseWriter }
+
+// TestWriteWholeThroughAWriterThatCannotFlush: a wrapper without Flush
+// (or Unwrap) costs the one write, not the response.
+func TestWriteWholeThroughAWriterThatCannotFlush(t *testing.T) {
+	body := strings.Repeat("n", 10000)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := WriteWhole(noFlush{w}, r, http.StatusOK, []byte(body)); err != nil {
+			panic(http.ErrAbortHandler)
+		}
+	})
+	s, _ := startServer(t, Config{Handler: h})
+	for range 2 {
+		resp, err := http.Get("http://" + s.Addr().String() + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(got) != body {
+			t.Fatalf("GET: %s, %d bytes, %v", resp.Status, len(got), err)
+		}
+	}
+}
