@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -260,5 +261,59 @@ func BenchmarkPutObject(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkCommitChanged commits a set of 30,000 files of which 5% are new
+// objects, put just before (not synced yet), the rest those of the live
+// set: a daily republish.
+func BenchmarkCommitChanged(b *testing.B) {
+	const n = 30_000
+	r := newRoot(b)
+	k := newKeys(b, b.TempDir())
+	entries := make([]manifest.Entry, n)
+	put := func(i, gen int) {
+		content := []byte(fmt.Sprintf("package %d generation %d\n", i, gen))
+		d := digest.Sum(content)
+		if err := r.PutObject(d, int64(len(content)), bytes.NewReader(content)); err != nil {
+			b.Fatal(err)
+		}
+		entries[i] = manifest.Entry{Path: fmt.Sprintf("All/pkg-%05d.pkg", i), Size: int64(len(content)), SHA256: d}
+	}
+	for i := range entries {
+		put(i, 0)
+	}
+	var prev setid.ID
+	id := setid.FromTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx := b.Context()
+	unlock, err := r.Lock(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer unlock()
+	commit := func() {
+		for i := range entries {
+			if entries[i].Modified.IsZero() {
+				entries[i].Modified = id
+			}
+		}
+		m := &manifest.Manifest{Set: set1, ID: id, Previous: prev, Created: time.Now().UTC(),
+			Expires: time.Now().Add(time.Hour), Entries: slices.Clone(entries)}
+		c := signCommit(b, r, k, m)
+		if err := r.Commit(ctx, c, k.v, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+		prev, id = id, setid.Next(id, id.Time())
+	}
+	commit()
+	gen := 0
+	for b.Loop() {
+		b.StopTimer()
+		gen++
+		for i := gen % 20; i < n; i += 20 {
+			put(i, gen)
+		}
+		b.StartTimer()
+		commit()
 	}
 }

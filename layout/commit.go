@@ -190,8 +190,11 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		return err
 	}
 	// fresh: the referenced objects no set holds yet, which may not be on
-	// disk yet (PutObject does not fsync).
+	// disk yet (PutObject does not fsync). The others are in a set: their
+	// Commit made them durable, and only GC, which needs the Lock this
+	// caller holds, could remove them.
 	var missing, fresh []digest.SHA256
+	isFresh := make(map[digest.SHA256]bool)
 	seen := make(map[digest.SHA256]bool)
 	for _, e := range m.Entries {
 		if seen[e.SHA256] {
@@ -206,15 +209,11 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 			return err
 		case linkCount(fi) <= 1: // 0: unknown, so sync it
 			fresh = append(fresh, e.SHA256)
+			isFresh[e.SHA256] = true
 		}
 	}
 	if len(missing) > 0 {
 		return &MissingObjectsError{Missing: missing}
-	}
-	// Every object the set will hold must be on disk before the set can
-	// become visible: one batched barrier here instead of one per object.
-	if err := r.syncObjects(ctx, fresh); err != nil {
-		return err
 	}
 
 	staging := filepath.Join(r.Dir, stagingDir, stagingName(m.Set, m.ID))
@@ -243,12 +242,7 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		}
 		return nil
 	}
-	for i, e := range m.Entries {
-		if i%1024 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
+	for _, e := range m.Entries {
 		// Entries passed relpath.Validate in manifest.Decode; check again
 		// here, where a path is about to be joined to a directory.
 		if _, err := r.FilePath(m.Set, m.ID, e.Path); err != nil {
@@ -257,10 +251,54 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		if err := mkdirs(e.Path); err != nil {
 			return err
 		}
+	}
+	link := func(e manifest.Entry) error {
+		return os.Link(r.ObjectPath(e.SHA256), filepath.Join(staging, filepath.FromSlash(e.Path)))
+	}
+
+	// Every object the set will hold must be on disk before the set can
+	// become visible: one batched barrier here instead of one per object.
+	// Meanwhile (the sync mostly waits for the disk) the objects already
+	// durable are linked into staging/, which is never served: a set that
+	// differs little from the last one costs little more than its changes
+	// once the sync is done.
+	durableErr := make(chan error, 1)
+	go func() {
+		for i, e := range m.Entries {
+			if i%1024 == 0 {
+				if err := ctx.Err(); err != nil {
+					durableErr <- err
+					return
+				}
+			}
+			if isFresh[e.SHA256] {
+				continue
+			}
+			if err := link(e); err != nil {
+				durableErr <- err
+				return
+			}
+		}
+		durableErr <- nil
+	}()
+	serr := r.syncObjects(ctx, fresh)
+	if err := errors.Join(serr, <-durableErr); err != nil {
+		return err
+	}
+	// Now the fresh objects are durable too.
+	for i, e := range m.Entries {
+		if i%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		if !isFresh[e.SHA256] {
+			continue
+		}
 		if err := faultHook("staging-link"); err != nil {
 			return err
 		}
-		if err := os.Link(r.ObjectPath(e.SHA256), filepath.Join(staging, filepath.FromSlash(e.Path))); err != nil {
+		if err := link(e); err != nil {
 			return err
 		}
 	}

@@ -124,9 +124,13 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 	return c, err
 }
 
+// copyTempPrefix starts the names of CopyFile's temp files (os.Getpid is a
+// syscall: once is enough).
+var copyTempPrefix = objectTempPrefix + "copy-" + strconv.Itoa(os.Getpid()) + "-"
+
 // createStagingTemp creates a new temp file in staging/ for CopyFile.
 func (r *Root) createStagingTemp() (string, *rawFile, error) {
-	return createTempIn(filepath.Join(r.Dir, stagingDir), objectTempPrefix+"copy-"+strconv.Itoa(os.Getpid())+"-")
+	return createTempIn(filepath.Join(r.Dir, stagingDir), copyTempPrefix)
 }
 
 // linkObject links the complete, closed temp file tmp into objects/ as d
