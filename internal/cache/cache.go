@@ -563,6 +563,27 @@ func (c *Cache) UpdateMeta(key Key, m Meta) error {
 	return nil
 }
 
+// Remove deletes the complete entry for key, as an eviction does: for an
+// entry found damaged (its bytes failed a check), so that the next Fill
+// fetches it again. An entry still pinned by another reader stays (it is
+// reported false); ErrNotFound if there is none.
+func (c *Cache) Remove(key Key) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false, ErrClosed
+	}
+	i, ok := c.idx[key]
+	if !ok {
+		return false, ErrNotFound
+	}
+	if c.ents[i].pins > 0 {
+		return false, nil
+	}
+	c.removeLocked(i)
+	return true, nil
+}
+
 // Object is a complete entry, pinned against eviction until Close. Its
 // methods are safe for concurrent use; Close must be called exactly once.
 type Object struct {

@@ -1041,3 +1041,38 @@ func TestContentAddressedEntry(t *testing.T) {
 	<-c2.reconcileDone
 	check(c2, "after a restart")
 }
+
+// TestRemove: a removed entry is gone (its files too) and the next Fill
+// fetches it again; a pinned one stays.
+func TestRemove(t *testing.T) {
+	c := newCache(t, Config{})
+	b := randBytes(3000, 78)
+	key := keyOf(b)
+	u := staticUpstream(b)
+	fillAndRead(t, c, key, specFor(b, u))
+	c.wg.Wait()
+	o, err := c.Get(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := c.Remove(key); ok || err != nil {
+		t.Errorf("Remove of a pinned entry = %v, %v; want false, nil", ok, err)
+	}
+	o.Close()
+	if ok, err := c.Remove(key); !ok || err != nil {
+		t.Errorf("Remove = %v, %v; want true, nil", ok, err)
+	}
+	if _, err := c.Get(key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Remove = %v", err)
+	}
+	if _, err := c.Remove(key); !errors.Is(err, ErrNotFound) {
+		t.Errorf("second Remove = %v, want ErrNotFound", err)
+	}
+	if files := objectFiles(t, c); len(files) != 0 {
+		t.Errorf("Remove left %v", files)
+	}
+	fillAndRead(t, c, key, specFor(b, u))
+	if n := u.fetches.Load(); n != 2 {
+		t.Errorf("fetches = %d, want 2", n)
+	}
+}

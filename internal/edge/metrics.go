@@ -14,6 +14,7 @@ import (
 type metrics struct {
 	e               *Edge
 	requests        *prometheus.CounterVec // by cache result
+	hit, miss       prometheus.Counter     // requests' "hit" and "miss", looked up once
 	bytesCache      prometheus.Counter
 	bytesUpstream   prometheus.Counter
 	upstreamFetches prometheus.Counter
@@ -79,6 +80,7 @@ func newMetrics(e *Edge) *metrics {
 		Name: "pkgcdn_edge_plain_generation",
 		Help: "Plain mode: the set-ID generation (bumped when the set-ID URL changes).",
 	}, func() float64 { return float64(e.gen.Load()) })
+	m.hit, m.miss = m.requests.WithLabelValues("hit"), m.requests.WithLabelValues("miss")
 	return m
 }
 

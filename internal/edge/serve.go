@@ -15,6 +15,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
@@ -111,12 +112,41 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		return nil
 	}
 	key := cache.Key(o.hash)
+	if e.mem != nil && o.size >= 0 && o.size <= memObjectMax {
+		bp := getBuf()
+		body, etag, clen, ok := e.mem.copyTo((*bp)[:0], o.hash)
+		if ok {
+			h["Etag"], h["Content-Length"] = etag, clen
+			h["Cache-Status"] = hdrHit
+			e.met.hit.Inc()
+			serveBytes(w, r, body, o.modified, e.met.bytesCache)
+			putBuf(bp, body)
+			return nil
+		}
+		putBuf(bp, nil)
+	}
 	if obj, err := e.cfg.Cache.Get(key); err == nil {
-		defer obj.Close()
-		h.Set("Cache-Status", csHit)
-		e.met.requests.WithLabelValues("hit").Inc()
-		serveCached(w, r, obj, o.modified, e.met.bytesCache)
-		return nil
+		if e.mem == nil || obj.Size() > memObjectMax {
+			defer obj.Close()
+			h.Set("Cache-Status", csHit)
+			e.met.hit.Inc()
+			serveCached(w, r, obj, o.modified, e.met.bytesCache)
+			return nil
+		}
+		// Small: read it whole, check it, keep it in memory, send it in
+		// one write.
+		bp := getBuf()
+		body, err := e.loadSmall(obj, o.hash, (*bp)[:0])
+		if err == nil {
+			h["Cache-Status"] = hdrHit
+			e.met.hit.Inc()
+			serveBytes(w, r, body, o.modified, e.met.bytesCache)
+			putBuf(bp, body)
+			return nil
+		}
+		putBuf(bp, nil)
+		// The disk copy failed its check (and is removed): fetch it again.
+		e.log.Warn("cached object damaged, fetching again", "sha256", o.hash.String(), "err", err)
 	}
 	if r.Method == http.MethodHead && o.size >= 0 {
 		// Everything a HEAD needs is in the manifest: no upstream round trip.
@@ -155,20 +185,132 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	if size < 0 {
 		size = m.Size
 	}
-	if s.Hit() { // committed between our Get and Fill
-		h.Set("Cache-Status", csHit)
-		e.met.requests.WithLabelValues("hit").Inc()
-		e.serveStream(w, r, s, size, o.modified, e.met.bytesCache)
+	status, ctr := csMiss, e.met.bytesUpstream
+	switch {
+	case s.Hit(): // committed between our Get and Fill
+		status, ctr = csHit, e.met.bytesCache
+		e.met.hit.Inc()
+	case s.Collapsed():
+		status = csCollapsed
+		e.met.miss.Inc()
+	default:
+		e.met.miss.Inc()
+	}
+	if size >= 0 && size <= wholeMax && r.Method == http.MethodGet && !partial(r) {
+		// Small: all of it is held back until verified anyway, so wait
+		// for it and send header and body in one write. A fill that fails
+		// meanwhile is then an error status, not a broken connection.
+		bp := getBuf()
+		body, err := e.readWhole(s, o.hash, (*bp)[:size])
+		if err != nil {
+			putBuf(bp, nil)
+			return fmt.Errorf("fill %s: %w", o.hash, err)
+		}
+		h.Set("Cache-Status", status)
+		serveBytes(w, r, body, o.modified, ctr)
+		putBuf(bp, body)
 		return nil
 	}
-	if s.Collapsed() {
-		h.Set("Cache-Status", csCollapsed)
-	} else {
-		h.Set("Cache-Status", csMiss)
-	}
-	e.met.requests.WithLabelValues("miss").Inc()
-	e.serveStream(w, r, s, size, o.modified, e.met.bytesUpstream)
+	h.Set("Cache-Status", status)
+	e.serveStream(w, r, s, size, o.modified, ctr)
 	return nil
+}
+
+// Small objects.
+const (
+	// memObjectMax is the largest object kept in Edge.mem.
+	memObjectMax = 16 << 10
+	// wholeMax is the largest object of a fill in progress that is sent
+	// whole, in one write, once verified (rather than streamed): no more
+	// than the cache's default hold-back, which withholds all of it until
+	// then anyway, nor than httpserve.WriteWhole sends in one write.
+	wholeMax = min(64<<10, httpserve.MaxWholeBytes)
+)
+
+// hdrHit is the Cache-Status of a hit, ready for a header map.
+var hdrHit = []string{csHit}
+
+// bufs holds wholeMax-byte buffers for small bodies.
+var bufs = sync.Pool{New: func() any { b := make([]byte, wholeMax); return &b }}
+
+func getBuf() *[]byte { return bufs.Get().(*[]byte) }
+
+// putBuf returns bp to the pool unless body (what was made of it) grew
+// out of it.
+func putBuf(bp *[]byte, body []byte) {
+	if cap(body) <= cap(*bp) {
+		bufs.Put(bp)
+	}
+}
+
+// partial reports whether r asks for part of a body or sets a precondition
+// that http.ServeContent evaluates: such requests do not take the
+// one-write paths.
+func partial(r *http.Request) bool {
+	h := r.Header
+	return h["Range"] != nil || h["If-Range"] != nil || h["If-Match"] != nil || h["If-Unmodified-Since"] != nil
+}
+
+// loadSmall reads a small complete entry into dst, closes it, checks it
+// against hash and keeps it in e.mem. A copy that fails the check is
+// removed from the disk cache (the next Fill fetches it again) and an
+// error returned: it is never served.
+func (e *Edge) loadSmall(obj *cache.Object, hash digest.SHA256, dst []byte) ([]byte, error) {
+	size := obj.Size()
+	b := dst[:size]
+	n, err := obj.ReadAt(b, 0)
+	_ = obj.Close() // read-only; its error changes nothing here
+	if err == io.EOF && int64(n) == size {
+		err = nil
+	}
+	if err == nil && !e.mem.put(hash, b) {
+		err = &digest.MismatchError{Want: hash, Got: digest.Sum(b)}
+	}
+	if err != nil {
+		if _, rerr := e.cfg.Cache.Remove(cache.Key(hash)); rerr != nil && !errors.Is(rerr, cache.ErrNotFound) {
+			err = errors.Join(err, rerr)
+		}
+		return nil, err
+	}
+	return b, nil
+}
+
+// readWhole waits for all len(b) bytes of a fill (verified, since the last
+// ones are held back until then) and reads them into b; a small one is
+// kept in e.mem too.
+func (e *Edge) readWhole(s *cache.Stream, hash digest.SHA256, b []byte) ([]byte, error) {
+	n, err := s.ReadAt(b, 0)
+	if err == io.EOF && n == len(b) {
+		err = nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e.mem != nil && len(b) <= memObjectMax {
+		_ = e.mem.put(hash, b) // the fill verified it: put cannot refuse it
+	}
+	return b, nil
+}
+
+// serveBytes answers with a whole object from memory: header and body in
+// one write (httpserve.WriteWhole), or through http.ServeContent for
+// Range requests and preconditions.
+func serveBytes(w http.ResponseWriter, r *http.Request, body []byte, modified time.Time, c counter) {
+	if partial(r) {
+		cw := &countingWriter{ResponseWriter: w}
+		http.ServeContent(cw, r, "", modified, bytes.NewReader(body))
+		c.Add(float64(cw.n))
+		return
+	}
+	if !modified.IsZero() {
+		w.Header()["Last-Modified"] = []string{modified.UTC().Format(http.TimeFormat)}
+	}
+	if err := httpserve.WriteWhole(w, r, http.StatusOK, body); err != nil {
+		panic(http.ErrAbortHandler) // the client left or the write failed mid-response
+	}
+	if r.Method != http.MethodHead {
+		c.Add(float64(len(body)))
+	}
 }
 
 // fetchObject returns the cache's upstream fetch of an object: its
