@@ -49,6 +49,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pkgcdn/pkgcdn/internal/objcache"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
@@ -176,9 +177,9 @@ type Server struct {
 	tokenSum [sha256.Size]byte // sha256 of PublishToken: compared in constant time
 
 	sets       atomic.Pointer[setsState]
-	live       atomic.Pointer[liveIDs] // replaced by refresh, before sets
-	setsMu     sync.Mutex              // serializes Refresh
-	setsFailed bool                    // the last Refresh failed; guarded by setsMu
+	live       *liveDirs
+	setsMu     sync.Mutex // serializes Refresh
+	setsFailed bool       // the last Refresh failed; guarded by setsMu
 	waiters    atomic.Int64
 
 	stopOnce sync.Once
@@ -191,9 +192,10 @@ type Server struct {
 
 	notifyq chan notice
 
-	onWait     func()              // test hook: a long-poll is parked
-	onNotified func(result string) // test hook: a notice is done
-	onProbed   func()              // test hook: a round of mirror probes is done
+	onWait     func()                                 // test hook: a long-poll is parked
+	onNotified func(result string)                    // test hook: a notice is done
+	onProbed   func()                                 // test hook: a round of mirror probes is done
+	onLive     func(set string, id setid.ID) setid.ID // test hook: replaces the live ID a request read
 }
 
 // New returns a Server for cfg. It reads SETS once; Run keeps it current.
@@ -264,11 +266,11 @@ func New(cfg Config) (*Server, error) {
 		stop:     make(chan struct{}),
 		cache:    newManifestCache(cfg.ManifestCache),
 		objs:     objs,
+		live:     newLiveDirs(cfg.Root),
 		notifyq:  make(chan notice, 256),
 	}
 	s.mirrors.Store(newMirrorList(cfg.Mirrors))
 	s.sets.Store(&setsState{changed: make(chan struct{})})
-	s.live.Store(&liveIDs{})
 	if err := s.refresh(true); err != nil {
 		return nil, fmt.Errorf("origin: %w", err)
 	}

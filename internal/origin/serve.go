@@ -146,21 +146,24 @@ var (
 	hvBytes      = []string{"bytes"}
 )
 
-// serveSetFile serves a file of the live set: the live ID is taken once
-// (liveIDs), and everything after uses that ID, so a request never mixes
-// two sets.
+// serveSetFile serves a file of the live set: `current` is read once, and
+// everything after uses that ID, so a request never mixes two sets.
 func (s *Server) serveSetFile(w http.ResponseWriter, r *http.Request, st *setsState, t route.Target) error {
-	live, cached, err := s.liveID(t.Set)
+	live, err := s.live.live(t.Set)
 	if err != nil {
 		return err
 	}
+	if s.onLive != nil {
+		live = s.onLive(t.Set, live)
+	}
 	err = s.serveSetFileOf(w, r, st, t, live)
-	if cached && errors.Is(err, fs.ErrNotExist) {
-		// The set of the ID read at the last refresh may have been
-		// collected since (liveIDs): if `current` names another set now,
-		// the request is served from that one instead. Nothing was
-		// written yet but headers, which are set again.
-		if now, lerr := s.root.Live(t.Set); lerr == nil && now != live {
+	if errors.Is(err, fs.ErrNotExist) {
+		// Between reading `current` and opening the file, a publish may
+		// have switched the set and GC collected the one read (with a GC
+		// grace that short): if `current` names another set now, the
+		// request is served from that one instead. Nothing was written
+		// yet but headers, which are set again.
+		if now, lerr := s.live.fresh(t.Set); lerr == nil && now != live {
 			delete(w.Header(), hdrGrace)
 			return s.serveSetFileOf(w, r, st, t, now)
 		}

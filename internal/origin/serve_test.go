@@ -20,6 +20,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
 
@@ -602,14 +603,12 @@ func TestServeOverHTTP2(t *testing.T) {
 	}
 }
 
-// TestServeLiveIDFromLastRefresh: a set switched behind the server's back
-// (a local `pkgpublish --root`) is served from the refresh that notices
-// it, together with its SETS: until then the old set, whole.
-func TestServeLiveIDFromLastRefresh(t *testing.T) {
+// TestServeFollowsCurrentAtOnce: a set switched behind the server's back
+// (a local `pkgpublish --root`) is served from the next request on, before
+// any refresh, whole, with every file of the new set.
+func TestServeFollowsCurrentAtOnce(t *testing.T) {
 	f := newFixture(t, nil)
 	m1 := f.publish(set, map[string]string{"All/a.pkg": "111", "All/big.pkg": strings.Repeat("1", 100<<10)})
-	_, sets1 := f.get("/.pkgcdn/sets")
-	m2 := f.publishLocal(set, map[string]string{"All/a.pkg": "222", "All/big.pkg": strings.Repeat("2", 100<<10)})
 	check := func(when, id, want string) {
 		t.Helper()
 		for _, p := range []string{"All/a.pkg", "All/big.pkg"} {
@@ -620,27 +619,32 @@ func TestServeLiveIDFromLastRefresh(t *testing.T) {
 			}
 		}
 	}
-	check("before the refresh", m1.ID.String(), "1")
-	if _, sets := f.get("/.pkgcdn/sets"); string(sets) != string(sets1) {
-		t.Error("SETS changed before the refresh")
-	}
-	if err := f.srv.Refresh(); err != nil {
-		t.Fatal(err)
-	}
-	check("after the refresh", m2.ID.String(), "2")
+	check("first set", m1.ID.String(), "1")
+	m2 := f.publishLocal(set, map[string]string{"All/a.pkg": "222", "All/big.pkg": strings.Repeat("2", 100<<10)})
+	check("switched, not refreshed", m2.ID.String(), "2")
+	m3 := f.publishLocal(set, map[string]string{"All/a.pkg": "333", "All/big.pkg": strings.Repeat("3", 100<<10)})
+	check("switched again", m3.ID.String(), "3")
 }
 
-// TestServeLiveSetCollectedBeforeRefresh: the set live at the last refresh
-// was switched away from and collected by GC before the next refresh. A
-// request for a file not in memory reads `current` again and is served
-// from the set it names: never a 404 or 500 for a file the live set has.
-func TestServeLiveSetCollectedBeforeRefresh(t *testing.T) {
+// TestServeLiveSetCollectedMeanwhile: the set a request read from
+// `current` is switched away from and collected by GC before its file is
+// opened (a GC grace that short). The request reads `current` again and is
+// served from the set it names: never a 404 or 500 for a file the live set
+// has. The race is made certain by a stale entry in the live-set reader.
+func TestServeLiveSetCollectedMeanwhile(t *testing.T) {
 	for _, small := range []int64{0, -1} {
 		t.Run(fmt.Sprintf("SmallFileBytes=%d", small), func(t *testing.T) {
 			f := newFixture(t, func(c *Config) { c.SmallFileBytes = small })
 			f.publish(set, map[string]string{"All/a.pkg": "one"})
-			f.publish(set, map[string]string{"All/a.pkg": "two"})
+			m2 := f.publish(set, map[string]string{"All/a.pkg": "two"})
 			m3 := f.publishLocal(set, map[string]string{"All/a.pkg": "three"})
+			var calls atomic.Int64
+			f.srv.onLive = func(_ string, id setid.ID) setid.ID {
+				if calls.Add(1) == 1 {
+					return m2.ID // read just before the switch
+				}
+				return id
+			}
 			unlock, err := f.root.Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -653,11 +657,73 @@ func TestServeLiveSetCollectedBeforeRefresh(t *testing.T) {
 				t.Fatalf("GC removed %v, want the two older sets", rep.SetsRemoved)
 			}
 			resp, body := f.get("/" + set + "/All/a.pkg")
+			if calls.Load() != 1 {
+				t.Errorf("%d requests, want 1", calls.Load())
+			}
 			if resp.StatusCode != 200 || string(body) != "three" || resp.Header.Get(hdrSetID) != m3.ID.String() ||
 				resp.Header.Get(hdrGrace) != "" {
 				t.Errorf("GET = %s %q, set %s, grace %q; want 200 %q from %s", resp.Status, body,
 					resp.Header.Get(hdrSetID), resp.Header.Get(hdrGrace), "three", m3.ID)
 			}
 		})
+	}
+}
+
+// TestServeSetDirectoryReplaced: an operator replaces a set's directory by
+// a copy (the master keeps a descriptor of the directory) and a publish
+// then switches the copy to a new set. From the next refresh on at the
+// latest, the master serves the new set.
+func TestServeSetDirectoryReplaced(t *testing.T) {
+	f := newFixture(t, nil)
+	m1 := f.publish(set, map[string]string{"All/a.pkg": "old bytes"})
+	if resp, body := f.get("/" + set + "/All/a.pkg"); resp.StatusCode != 200 || string(body) != "old bytes" {
+		t.Fatalf("GET = %s %q", resp.Status, body)
+	}
+	base := filepath.Dir(f.root.SetDir(set, m1.ID))
+	copyTree(t, base, base+".copy")
+	if err := os.Rename(base, base+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(base+".copy", base); err != nil {
+		t.Fatal(err)
+	}
+	m2 := f.publishLocal(set, map[string]string{"All/a.pkg": "new bytes"})
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := f.get("/" + set + "/All/a.pkg")
+	if resp.StatusCode != 200 || string(body) != "new bytes" || resp.Header.Get(hdrSetID) != m2.ID.String() {
+		t.Errorf("GET = %s %q from %s, want 200 %q from %s", resp.Status, body, resp.Header.Get(hdrSetID), "new bytes", m2.ID)
+	}
+}
+
+// copyTree copies the directory src to dst: directories made, symlinks
+// copied, files hardlinked (as a set's files are).
+func copyTree(t *testing.T, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.Mkdir(to, 0o755)
+		case d.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(target, to)
+		default:
+			return os.Link(p, to)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -103,7 +102,6 @@ func (s *Server) refreshLocked(force bool) error {
 		}
 	}
 	if stamp == old.stamp && old.names != nil && !force {
-		s.readLive(old.names)
 		s.checkLive(old)
 		return nil
 	}
@@ -132,10 +130,6 @@ func (s *Server) refreshLocked(force bool) error {
 		st.etag = etagOf(data)
 		st.sigETag = etagOf(sig)
 	}
-	// `current` is swapped before SETS is rewritten (layout.Commit), so the
-	// live IDs read now are at least those SETS announces; they are
-	// published before the snapshot, in the same order as on disk.
-	s.readLive(st.names)
 	if bytes.Equal(data, old.data) && bytes.Equal(sig, old.sig) && len(names) == len(old.names) {
 		// Touched, not changed: keep the waiters parked, but take the new
 		// stamp (and drop cached retained IDs, which GC may have changed).
@@ -153,57 +147,14 @@ func (s *Server) refreshLocked(force bool) error {
 
 func etagOf(b []byte) string { return `"` + digest.Sum(b).String() + `"` }
 
-// liveIDs maps each set to its live ID, as `current` said at a refresh.
-//
-// Why not read `current` on every request: readlink(2) was one of the
-// three system calls of a small file served from memory. The live IDs
-// are read at every refresh instead: every PollInterval for a local
-// `pkgpublish --root` (which is also when its new SETS is noticed, so
-// a switch shows in the files and in SETS together, edges and clients
-// that follow SETS see one consistent state), and at once after a
-// commit through the publish API. A request takes one ID from this map
-// and uses it throughout, so it still sees exactly one set. The one way
-// an ID read up to PollInterval ago can fail is that its set is gone:
-// GC removed it right after it stopped being live (a GC grace shorter
-// than the poll interval). A request whose file is missing then reads
-// `current` again and is served from the set it names (serveSetFile).
-// A set missing from the map (published since) is read from `current`.
-type liveIDs map[string]setid.ID
-
-// readLive reads the live ID of every set in names and publishes them
-// if they changed. setsMu is held.
-func (s *Server) readLive(names map[string]bool) {
-	ids := make(liveIDs, len(names))
-	for name := range names {
-		id, err := s.root.Live(name)
-		if err != nil {
-			continue // unpublished meanwhile; the next snapshot drops it
-		}
-		ids[name] = id
-	}
-	if old := s.live.Load(); old == nil || !maps.Equal(*old, ids) {
-		s.live.Store(&ids)
-	}
-}
-
-// liveID returns the live ID of set, and whether it came from the map
-// of the last refresh (false: read from `current` now).
-func (s *Server) liveID(set string) (setid.ID, bool, error) {
-	if id, ok := (*s.live.Load())[set]; ok {
-		return id, true, nil
-	}
-	id, err := s.root.Live(set)
-	return id, false, err
-}
-
 // checkLive updates the live-set gauges and flags every set whose live
 // manifest has expired (still served, degraded).
 func (s *Server) checkLive(st *setsState) {
 	now := s.cfg.Now()
-	live := *s.live.Load()
 	for name := range st.names {
-		id, ok := live[name]
-		if !ok {
+		s.live.revalidate(name)
+		id, err := s.root.Live(name)
+		if err != nil {
 			continue // unpublished meanwhile; the next snapshot drops it
 		}
 		s.met.liveID.WithLabelValues(name).Set(float64(id.Time().Unix()))
