@@ -30,6 +30,14 @@
 // long-poll with any <etag> waits for SETS to appear, and is a 404 if the
 // timeout passes first.
 //
+// Small set files (up to Config.SmallFileBytes) are read whole, checked
+// against the manifest's sha256, kept in a memory cache bounded by
+// Config.MemoryCacheBytes, and a plain GET or HEAD of one is answered in a
+// single write (httpserve.WriteWhole) with the headers http.ServeContent
+// would send; Range and conditional requests go through ServeContent.
+// Bigger files go by sendfile, size-checked. `current` is read on every
+// request (live_unix.go), so a local publish is served at once.
+//
 // Every set-file response carries X-Pkgcdn-Set (the set) and
 // X-Pkgcdn-Set-Id (the ID of the set whose file was served). A file served
 // by grace from an older retained set also carries X-Pkgcdn-Grace: <live ID>.
