@@ -20,19 +20,24 @@ package layout
 //     another is writing under it. (Without flock(2), on no system we
 //     build for, PutObject fails.)
 //
-//  2. Commit, before it links any object into a set, makes every object it
+//  2. Commit, before it moves a set into sets/, makes every object it
 //     references durable: one syncfs(2) of the root's filesystem on Linux,
 //     else an fsync of each referenced object not yet in a set and of each
 //     of their fan-out directories. Objects already in a set (link count > 1)
-//     were made durable by the Commit that linked them. Then, if no
-//     putObject of this Root began during the sync, it removes its own
+//     were made durable by the Commit that linked them. (Its hardlinks into
+//     staging/, which is never served, are made while it syncs.) Then, if
+//     no putObject of this Root began during the sync, it removes its own
 //     marker: everything it wrote is durable.
 //
 //  3. Whoever takes the Lock (and Commit, again) looks for markers whose
-//     flock it can take: their writer died. It re-hashes the objects not in
-//     any set whose ctime or mtime is not older than such a marker (less
-//     markerSlack, for clock steps), removes those that do not match their
-//     name, makes the rest durable, and only then removes the marker.
+//     flock it can take: their writer died. It removes the staging
+//     directories of Commits (leftovers under the Lock), so that a link
+//     count > 1 means "in a set" again, less the links of temp files (an
+//     object linked into place whose temp name was not removed yet). It
+//     re-hashes the objects not in any set whose ctime or mtime is not
+//     older than such a marker (less markerSlack, for clock steps), removes
+//     those that do not match their name, makes the rest durable, and only
+//     then removes the marker.
 //
 // So after a crash or power loss an object that may be partial is either in
 // no set and newer than a marker that is still there (and is checked before
@@ -315,8 +320,40 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 	}
 	since = since.Add(-markerSlack)
 
-	// The candidates: objects in no set (link count 1) changed since.
-	var cands []digest.SHA256
+	// A dead writer's links outside sets/ must not pass for a set's
+	// (which would mean "synced"): Commit links a set's new objects into
+	// staging/ while it syncs them, and putObject and CopyFile link an
+	// object while its temp file still has a name. Staging work
+	// directories are crash leftovers under the Lock the caller holds: they
+	// go. Temp files may belong to live writers: their links are counted
+	// off instead.
+	tempLinks := make(map[uint64]uint64) // inode -> links by temp files
+	stage := filepath.Join(r.Dir, stagingDir)
+	sents, err := os.ReadDir(stage)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range sents {
+		switch {
+		case isWorkDir(e.Name()):
+			if err := os.RemoveAll(filepath.Join(stage, e.Name())); err != nil {
+				return nil, err
+			}
+		case atomicTemp(e.Name()) && e.Type().IsRegular():
+			if err := countTempLink(tempLinks, e); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	// The candidates: objects in no set (link count 1, less temp links)
+	// changed since.
+	type cand struct {
+		d     digest.SHA256
+		ino   uint64
+		links uint64
+	}
+	var all []cand
 	fan := filepath.Join(objDir, algoDir)
 	for i := range 256 {
 		if err := ctx.Err(); err != nil {
@@ -333,7 +370,12 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 		for _, e := range ents {
 			d, err := digest.Parse(e.Name())
 			if err != nil {
-				continue // a temp file (GC's), or not ours
+				if atomicTemp(e.Name()) && e.Type().IsRegular() {
+					if err := countTempLink(tempLinks, e); err != nil {
+						return nil, err
+					}
+				}
+				continue // a temp file, or not ours
 			}
 			fi, err := e.Info()
 			if errors.Is(err, fs.ErrNotExist) {
@@ -342,11 +384,18 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 			if err != nil {
 				return nil, err
 			}
-			if linkCount(fi) > 1 || (fi.ModTime().Before(since) && changeTime(fi).Before(since)) {
-				continue // in a set, synced by its Commit; or older than the marker
+			if fi.ModTime().Before(since) && changeTime(fi).Before(since) {
+				continue // older than the marker
 			}
-			cands = append(cands, d)
+			all = append(all, cand{d, inode(fi), linkCount(fi)})
 		}
+	}
+	var cands []digest.SHA256
+	for _, c := range all {
+		if c.links > 1 && c.links-tempLinks[c.ino] > 1 {
+			continue // in a set, synced by its Commit
+		}
+		cands = append(cands, c.d)
 	}
 	bad := make([]bool, len(cands))
 	err = parallel(ctx, len(cands), runtime.GOMAXPROCS(0), func(i int) error {
@@ -399,6 +448,22 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 		return nil, err
 	}
 	return removed, nil
+}
+
+// countTempLink adds the temp file e's inode to links (a temp file gone
+// meanwhile counts for nothing).
+func countTempLink(links map[uint64]uint64, e fs.DirEntry) error {
+	fi, err := e.Info()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if ino := inode(fi); ino != 0 {
+		links[ino]++
+	}
+	return nil
 }
 
 // objectMatches reports whether the object d's bytes hash to d. A missing

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -238,5 +240,58 @@ func TestRecoverLeavesSetObjects(t *testing.T) {
 		if ok, err := r.HasObject(tc.d); ok != tc.want || err != nil {
 			t.Errorf("HasObject(%s) = %v, %v; want %v", tc.name, ok, err, tc.want)
 		}
+	}
+}
+
+// A writer that dies while an object has links outside sets/ (its temp
+// file's name not yet removed, or a staging directory of a Commit that
+// linked it before its sync) left an object whose link count says "in a
+// set": Recover must still check it.
+func TestRecoverSeesThroughTempAndStagingLinks(t *testing.T) {
+	for _, where := range []string{"temp in its fan-out directory", "copy temp in staging", "staging of a crashed Commit"} {
+		t.Run(where, func(t *testing.T) {
+			k := newKeys(t, t.TempDir())
+			w := newRoot(t)
+			id := mustID(t, "20261125T031500Z")
+			inSet := []byte("in a set")
+			mustCommit(t, w, k, newCommit(t, w, k, set1, id, setid.ID{}, files{"a": string(inSet)}))
+			fresh := []byte("fresh and partial")
+			d := digest.Sum(fresh)
+			if err := w.PutObject(d, int64(len(fresh)), bytes.NewReader(fresh)); err != nil {
+				t.Fatal(err)
+			}
+			var extra string
+			switch where {
+			case "temp in its fan-out directory":
+				extra = filepath.Join(filepath.Dir(w.ObjectPath(d)), objectTempPrefix+d.String()+".x1")
+			case "copy temp in staging":
+				extra = filepath.Join(w.Dir, stagingDir, copyTempPrefix+"x2")
+			case "staging of a crashed Commit":
+				dir := filepath.Join(w.Dir, stagingDir, stagingName(set1, setid.Next(id, id.Time())), "All")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				extra = filepath.Join(dir, "b.pkg")
+			}
+			if err := os.Link(w.ObjectPath(d), extra); err != nil {
+				t.Fatal(err)
+			}
+			dieUnsynced(t, w)
+			damage(t, w.ObjectPath(d), "truncated")
+			r, err := Open(w.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			removed, err := r.Recover(t.Context())
+			if err != nil || len(removed) != 1 || removed[0] != d {
+				t.Fatalf("Recover = %v, %v; want %s removed", removed, err, d)
+			}
+			if ok, err := r.HasObject(digest.Sum(inSet)); !ok || err != nil {
+				t.Errorf("HasObject(in a set) = %v, %v; want it kept", ok, err)
+			}
+			if m := markers(t, r); len(m) != 0 {
+				t.Errorf("markers after Recover = %v, want none", m)
+			}
+		})
 	}
 }

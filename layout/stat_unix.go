@@ -14,3 +14,11 @@ func linkCount(fi fs.FileInfo) uint64 {
 	}
 	return 0
 }
+
+// inode returns the inode number of the file fi describes.
+func inode(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino)
+	}
+	return 0
+}
