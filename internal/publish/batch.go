@@ -94,10 +94,11 @@ func (c *Client) putBatch(ctx context.Context, objs []Object,
 		size += o.Size
 	}
 	op := fmt.Sprintf("batch of %d objects (%d bytes)", len(objs), size)
-	return c.upload(ctx, op, http.MethodPost, route.PublishURL(c.base, "batch"), length,
+	err := c.upload(ctx, op, http.MethodPost, route.PublishURL(c.base, "batch"), length,
 		func(sent, eof func()) (uploadBody, error) {
 			return &batchBody{objs: objs, open: open, prog: progress, sent: sent, eof: eof}, nil
 		})
+	return changedSources(err, objs, open)
 }
 
 // batchBody is the body of a batch: each object's header line, then its
@@ -162,7 +163,7 @@ func (b *batchBody) Read(p []byte) (int, error) {
 				return 0, b.err
 			}
 			b.f = f
-			b.cur = &sendReader{r: io.LimitReader(f, o.Size+1), h: digest.New(), want: o.SHA256, size: o.Size,
+			b.cur = &sendReader{r: io.LimitReader(f, o.Size+1), size: o.Size,
 				path: o.Name, progress: b.prog, sent: b.sent}
 			b.hdr = batchHeader(o)
 		}

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"log/slog"
 	"net"
@@ -396,16 +395,48 @@ func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Read
 func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, path, relPath string,
 	open func(string) (io.ReadCloser, error), progress func(int64)) error {
 	op := "put " + d.String()
-	return c.upload(ctx, op, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), size,
+	err := c.upload(ctx, op, http.MethodPut, route.PublishURL(c.base, "objects/"+d.String()), size,
 		func(sent, eof func()) (uploadBody, error) {
 			f, err := open(path)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", relPath, err)
 			}
-			sr := &sendReader{r: io.LimitReader(f, size+1), h: digest.New(), want: d, size: size, path: relPath,
+			sr := &sendReader{r: io.LimitReader(f, size+1), size: size, path: relPath,
 				progress: progress, sent: sent, eof: eof}
 			return &fileBody{sendReader: sr, f: f}, nil
 		})
+	return changedSources(err, []Object{{SHA256: d, Size: size, Path: path, Name: relPath}}, open)
+}
+
+// changedSources turns the master's refusal of uploaded bytes (digest or
+// size mismatch) into a *ChangedError naming the source file of objs that
+// no longer holds its object: uploads are not hashed again while sent (the
+// master verifies every byte before it keeps an object, so a second hash
+// here would only name the file sooner), and this re-reads the files of a
+// refused upload to name the one that changed. If none did (bytes damaged
+// on the way), err is returned as is.
+func changedSources(err error, objs []Object, open func(string) (io.ReadCloser, error)) error {
+	var re *RemoteError
+	if !errors.As(err, &re) || (re.Code != "digest_mismatch" && re.Code != "size_mismatch") {
+		return err
+	}
+	for _, o := range objs {
+		f, oerr := open(o.Path)
+		if oerr != nil {
+			return &ChangedError{Path: o.Name, Detail: "unreadable after the master refused its bytes: " + oerr.Error()}
+		}
+		got, n, herr := digest.FromReader(f)
+		_ = f.Close() // read-only; a read error is reported below
+		switch {
+		case herr != nil:
+			return &ChangedError{Path: o.Name, Detail: "unreadable after the master refused its bytes: " + herr.Error()}
+		case n != o.Size:
+			return &ChangedError{Path: o.Name, Detail: fmt.Sprintf("size %d -> %d while sent", o.Size, n)}
+		case got != o.SHA256:
+			return &ChangedError{Path: o.Name, Detail: "content differs from its hash while sent"}
+		}
+	}
+	return err
 }
 
 // uploadBody is the body of one upload attempt: source files read while
@@ -486,12 +517,12 @@ func (c *Client) upload(ctx context.Context, op, method, u string, length int64,
 	})
 }
 
-// sendReader passes a file's bytes to an upload while hashing them; at the
-// end it refuses (instead of io.EOF) bytes that are not the expected ones.
+// sendReader passes a file's bytes to an upload, counting them; at the end
+// it refuses (instead of io.EOF) a file whose size is not the hashed one.
+// It does not hash: the master verifies each object's sha256 and keeps
+// nothing of one that does not match (changedSources then names the file).
 type sendReader struct {
 	r        io.Reader
-	h        hash.Hash
-	want     digest.SHA256
 	size, n  int64
 	path     string
 	progress func(int64)
@@ -505,7 +536,6 @@ func (s *sendReader) Read(p []byte) (int, error) {
 		return 0, s.err
 	}
 	n, err := s.r.Read(p)
-	s.h.Write(p[:n])
 	s.n += int64(n)
 	if n > 0 {
 		if s.progress != nil {
@@ -520,8 +550,6 @@ func (s *sendReader) Read(p []byte) (int, error) {
 		s.err = &ChangedError{Path: s.path, Detail: fmt.Sprintf("grew beyond %d bytes while sent", s.size)}
 	case err == io.EOF && s.n != s.size:
 		s.err = &ChangedError{Path: s.path, Detail: fmt.Sprintf("%d bytes sent, %d hashed", s.n, s.size)}
-	case err == io.EOF && digest.FromHash(s.h) != s.want:
-		s.err = &ChangedError{Path: s.path, Detail: "content differs from its hash while sent"}
 	}
 	if s.err != nil {
 		return n, s.err
