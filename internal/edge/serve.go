@@ -71,8 +71,12 @@ func (e *Edge) serveManifestMode(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("%w: %s not in set %s", route.ErrNotFound, t.Path, t.Set)
 		}
 		h := w.Header()
-		h.Set(hdrSet, t.Set)
-		h.Set(hdrSetID, id.String())
+		if id == st.live.ID && st.live.Set == t.Set {
+			h[hdrSet], h[hdrSetID] = st.nameHdr, st.idHdr // shared, never modified
+		} else {
+			h.Set(hdrSet, t.Set)
+			h.Set(hdrSetID, id.String())
+		}
 		if id != st.live.ID {
 			h.Set(hdrGrace, st.live.ID.String()) // as the master: served from an older set
 		}
@@ -102,18 +106,22 @@ type object struct {
 // immutable object URL and streams the bytes as they arrive.
 func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) error {
 	h := w.Header()
-	etag := etagOf(o.hash)
-	h.Set("ETag", etag)
-	h.Set("Content-Type", o.ctype)
-	h.Set("Cache-Control", o.cc)
-	h.Set("Accept-Ranges", "bytes")
-	if notModified(r, etag, o.modified) {
-		writeNotModified(w, o.modified)
-		return nil
+	// Header values from shared slices where they repeat (no allocation
+	// per request); net/http copies the header when it writes it, and
+	// nothing here appends to a value.
+	h["Content-Type"] = headerValue(o.ctype)
+	h["Cache-Control"] = headerValue(o.cc)
+	h["Accept-Ranges"] = hdrBytes
+	if r.Header["If-None-Match"] != nil || r.Header["If-Modified-Since"] != nil {
+		if etag := etagOf(o.hash); notModified(r, etag, o.modified) {
+			h["Etag"] = []string{etag}
+			writeNotModified(w, o.modified)
+			return nil
+		}
 	}
 	key := cache.Key(o.hash)
 	if e.mem != nil && o.size >= 0 && o.size <= memObjectMax {
-		bp := getBuf()
+		bp := getBuf(o.size)
 		body, etag, clen, ok := e.mem.copyTo((*bp)[:0], o.hash)
 		if ok {
 			h["Etag"], h["Content-Length"] = etag, clen
@@ -125,6 +133,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		}
 		putBuf(bp, nil)
 	}
+	h["Etag"] = []string{etagOf(o.hash)}
 	if obj, err := e.cfg.Cache.Get(key); err == nil {
 		if e.mem == nil || obj.Size() > memObjectMax {
 			defer obj.Close()
@@ -135,7 +144,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		}
 		// Small: read it whole, check it, keep it in memory, send it in
 		// one write.
-		bp := getBuf()
+		bp := getBuf(obj.Size())
 		body, err := e.loadSmall(obj, o.hash, (*bp)[:0])
 		if err == nil {
 			h["Cache-Status"] = hdrHit
@@ -200,7 +209,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		// Small: all of it is held back until verified anyway, so wait
 		// for it and send header and body in one write. A fill that fails
 		// meanwhile is then an error status, not a broken connection.
-		bp := getBuf()
+		bp := getBuf(size)
 		body, err := e.readWhole(s, o.hash, (*bp)[:size])
 		if err != nil {
 			putBuf(bp, nil)
@@ -227,19 +236,51 @@ const (
 	wholeMax = min(64<<10, httpserve.MaxWholeBytes)
 )
 
-// hdrHit is the Cache-Status of a hit, ready for a header map.
-var hdrHit = []string{csHit}
+// Header values ready for a header map.
+var (
+	hdrHit   = []string{csHit}
+	hdrBytes = []string{"bytes"}
+)
 
-// bufs holds wholeMax-byte buffers for small bodies.
-var bufs = sync.Pool{New: func() any { b := make([]byte, wholeMax); return &b }}
+// headerValues holds a []string for each header value seen (content
+// types, Cache-Control values: a handful), so that setting one allocates
+// nothing.
+var headerValues sync.Map // string -> []string
 
-func getBuf() *[]byte { return bufs.Get().(*[]byte) }
+func headerValue(v string) []string {
+	if s, ok := headerValues.Load(v); ok {
+		return s.([]string)
+	}
+	s, _ := headerValues.LoadOrStore(v, []string{v})
+	return s.([]string)
+}
 
-// putBuf returns bp to the pool unless body (what was made of it) grew
+// Buffers for small bodies: memObjectMax bytes for objects of Edge.mem,
+// wholeMax for small fills. Two sizes, because every request in flight
+// holds one, and the heap they add is paid several times over in RSS
+// (GOGC=400).
+var (
+	memBufs   = sync.Pool{New: func() any { b := make([]byte, memObjectMax); return &b }}
+	wholeBufs = sync.Pool{New: func() any { b := make([]byte, wholeMax); return &b }}
+)
+
+// getBuf returns a buffer of at least n bytes (n <= wholeMax).
+func getBuf(n int64) *[]byte {
+	if n <= memObjectMax {
+		return memBufs.Get().(*[]byte)
+	}
+	return wholeBufs.Get().(*[]byte)
+}
+
+// putBuf returns bp to its pool unless body (what was made of it) grew
 // out of it.
 func putBuf(bp *[]byte, body []byte) {
-	if cap(body) <= cap(*bp) {
-		bufs.Put(bp)
+	switch {
+	case cap(body) > cap(*bp):
+	case cap(*bp) == memObjectMax:
+		memBufs.Put(bp)
+	case cap(*bp) == wholeMax:
+		wholeBufs.Put(bp)
 	}
 }
 

@@ -40,6 +40,8 @@ type setState struct {
 	liveETag  string               // etagOf(liveSum)
 	sigETag   string               // setsETag(liveSig)
 	older     []*manifest.Manifest // newest first, at most graceDepth
+	// Response header values of the live set, made once, not per request.
+	nameHdr, idHdr []string
 }
 
 // newSetState returns the state of a set whose live manifest is m, read
@@ -47,7 +49,8 @@ type setState struct {
 // or poll.
 func newSetState(m *manifest.Manifest, data, sig []byte) *setState {
 	sum := digest.Sum(data)
-	return &setState{live: m, liveBytes: data, liveSig: sig, liveSum: sum, liveETag: etagOf(sum), sigETag: setsETag(sig)}
+	return &setState{live: m, liveBytes: data, liveSig: sig, liveSum: sum, liveETag: etagOf(sum), sigETag: setsETag(sig),
+		nameHdr: []string{m.Set}, idHdr: []string{m.ID.String()}}
 }
 
 // lookup maps path to its entry and the ID of the set it was found in: the
