@@ -242,8 +242,9 @@ func (s *Server) serveSmall(w http.ResponseWriter, r *http.Request, v *setView, 
 		var se *digest.SizeError
 		var me *digest.MismatchError
 		if errors.As(err, &se) || errors.As(err, &me) {
-			s.log.Error("file differs from its manifest", "set", v.Set, "set_id", v.ID.String(), "path", e.Path,
-				"sha256", e.SHA256.String(), "err", err)
+			// The root is damaged (or tampered with): a 500, logged by fail,
+			// so that pkg fails over to another mirror.
+			return fmt.Errorf("set %s %s: %s differs from the manifest: %w", v.Set, v.ID, e.Path, err)
 		}
 		return s.openError(v, live, e, err)
 	}
