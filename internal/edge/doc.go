@@ -17,6 +17,12 @@
 // are kept or released complete. The edge serves the master's URL space, so
 // edges chain.
 //
+// Small objects: one of at most 16 KiB is kept in memory once served (an
+// mmap'ed arena of Config.MemoryCacheBytes, outside the Go heap, checked
+// against its sha256 when put) and a hit on it is header and body in one
+// write, with no file opened. A fill of at most 64 KiB, held back whole
+// until verified anyway, is sent the same way once verified.
+//
 // # Plain mode
 //
 // Any HTTP upstream, cached by path. With Config.SetIDURL an entry is fresh
@@ -29,7 +35,8 @@
 // 404 means "not in this set" and nothing else: an upstream that cannot be
 // reached gives 502 (504 on a timeout), a set not verified yet 503, so pkg
 // fails over to its next mirror. A fill that fails after the headers went out
-// breaks the connection: never a short 200.
+// breaks the connection: never a short 200. (A small one sent whole fails
+// before its headers: a 502.)
 //
 // # State on disk (Config.StateDir)
 //
