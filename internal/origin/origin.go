@@ -117,8 +117,10 @@ type Config struct {
 	// by sendfile.
 	SmallFileBytes int64
 	// MemoryCacheBytes bounds the memory the small files kept in memory
-	// take (least recently used out first). If zero, 64 MiB; if negative,
-	// small files are read and checked on every request.
+	// take (least recently used out first). They live in the Go heap, so
+	// the process may hold up to 1+GOGC/100 times this (pkgserve runs at
+	// GOGC=400). If zero, 64 MiB; if negative, small files are read and
+	// checked on every request.
 	MemoryCacheBytes int64
 
 	// LongPollTimeout is how long GET /.pkgcdn/sets?wait= holds a request.

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -283,14 +284,22 @@ func plainRequest(r *http.Request) bool {
 }
 
 // readSmall reads the file at path, expected to hold size bytes: it
-// returns up to size+1 bytes, so that a longer file shows.
+// returns up to size+1 bytes, so that a longer file shows. They are read
+// into a pooled buffer and copied out at their exact length: a slice of
+// size+1 bytes would take the next allocation size class (4 KiB + 1 is a
+// 4.75 KiB allocation), a fifth more memory kept per cached 4 KiB file.
 func readSmall(path string, size int64) ([]byte, error) {
 	f, err := openFile(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	b := make([]byte, size+1)
+	bp := readBufs.Get().(*[]byte)
+	defer readBufs.Put(bp)
+	if int64(cap(*bp)) < size+1 {
+		*bp = make([]byte, size+1)
+	}
+	b := (*bp)[:size+1]
 	n, err := io.ReadFull(f, b)
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		err = nil
@@ -298,8 +307,10 @@ func readSmall(path string, size int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return b[:n:n], nil
+	return bytes.Clone(b[:n]), nil
 }
+
+var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // serveSets serves SETS or its signature, and implements the long-poll.
 func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState, sig bool) error {
