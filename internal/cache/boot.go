@@ -14,6 +14,11 @@ func (b bootID) key() (k [32]byte) {
 	return k
 }
 
-// currentBoot returns this boot's ID, or zero if the system does not tell.
-// Tests replace it to simulate a reboot.
-var currentBoot = readBootID
+// currentBoot returns this boot's ID (Config.BootID's if set), or zero if
+// the system does not tell.
+func (c *Cache) currentBoot() bootID {
+	if c.cfg.BootID != nil {
+		return c.cfg.BootID()
+	}
+	return readBootID()
+}

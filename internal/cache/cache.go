@@ -120,6 +120,11 @@ type Config struct {
 	// long are removed (and fetched again); a process crash loses none. If
 	// zero, 10s.
 	SyncInterval time.Duration
+	// BootID, if set, replaces the kernel's boot ID, which tells whether a
+	// crash was only the process's (same boot: the page cache kept every
+	// byte written) or the machine's; tests simulate a reboot with it. If
+	// nil, the kernel's (Linux boot_id, FreeBSD kern.boottime).
+	BootID func() [16]byte
 	// Fault, if set, is called before each disk step of a fill ("create"
 	// its temp file, "write" a chunk, "sync": prepare its commit, "meta":
 	// write its Meta, "rename": its data into place), of a checkpoint

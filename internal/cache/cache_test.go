@@ -756,7 +756,7 @@ func TestRestartReconcilesAfterCrash(t *testing.T) {
 	// ...with the add lost (a failed append: this boot, so the files are
 	// whole) and a torn record.
 	var open [recSize]byte
-	key := currentBoot().key()
+	key := readBootID().key()
 	encodeRecord(&open, opOpen, key[:], 0)
 	torn := append(index[:len(index)-recSize:len(index)-recSize], open[:]...)
 	os.WriteFile(filepath.Join(dir, "index"), append(torn, make([]byte, 7)...), 0o644)

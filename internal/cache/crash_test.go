@@ -247,10 +247,9 @@ func TestRebootRemovesWhatNoCheckpointCovered(t *testing.T) {
 			}
 			paths := &Cache{objDir: filepath.Join(dir, "objects")}
 			stray := randBytes(1000, 999)
+			cfg := Config{Dir: dir, SyncInterval: time.Hour}
 			if tc.reboot {
-				save := currentBoot
-				t.Cleanup(func() { currentBoot = save })
-				currentBoot = func() bootID { return bootID{0xfe, 0xed} }
+				cfg.BootID = func() [16]byte { return [16]byte{0xfe, 0xed} }
 				for _, b := range objs[2:] { // torn by the power loss
 					p := paths.dataPath(keyOf(b))
 					if err := os.Chmod(p, 0o644); err != nil {
@@ -264,7 +263,7 @@ func TestRebootRemovesWhatNoCheckpointCovered(t *testing.T) {
 				os.WriteFile(paths.dataPath(k), stray[:10], 0o444)
 				os.WriteFile(paths.metaPath(k), []byte(`{"Size":10}`), 0o444)
 			}
-			c := newCache(t, Config{Dir: dir, SyncInterval: time.Hour})
+			c := newCache(t, cfg)
 			<-c.reconcileDone
 			want := objs
 			if tc.reboot {

@@ -179,7 +179,7 @@ func (c *Cache) open() (dirty bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	now := currentBoot()
+	now := c.currentBoot()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rebooted = !clean && (now.zero() || last != now)

@@ -40,7 +40,7 @@ func (c *Cache) reconcile(ctx context.Context) {
 		if c.rebooted {
 			// Only what the index names is left: from now on this boot's
 			// page cache holds the truth (the compaction says so).
-			c.rebooted, c.boot = false, currentBoot()
+			c.rebooted, c.boot = false, c.currentBoot()
 		}
 		err = c.compactLocked(false)
 	}

@@ -49,12 +49,33 @@ func TestEdgeChildProcess(t *testing.T) {
 	_ = http.Serve(ln, e) // until killed
 }
 
+// TestEdgeKilledMidFill kills -9 an edge in its own process while a big
+// fill is half done and a small one is complete but not durable yet (no
+// checkpoint: fills commit without a barrier). Restarted in the same boot
+// (the page cache kept every byte), the small one is still served from the
+// cache with the upstream down. Restarted as after a power loss (another
+// boot ID), nothing that no checkpoint covered is served: 502 with the
+// upstream down. The partial object is nowhere either way, and everything
+// is fetched again correctly once the upstream is back.
 func TestEdgeKilledMidFill(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		reboot bool
+	}{{"same boot", false}, {"after a reboot", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			edgeKilledMidFill(t, tc.reboot)
+		})
+	}
+}
+
+func edgeKilledMidFill(t *testing.T, reboot bool) {
 	s, v := testKeys(t)
 	m, up := newFakeMaster(t, s)
 	body := pattern(2<<20, 17)
-	m.publish(testSet, map[string]string{"All/big.pkg": body, "meta.conf": "m"})
+	small := pattern(3000, 18)
+	m.publish(testSet, map[string]string{"All/big.pkg": body, "All/small.pkg": small, "meta.conf": "m"})
 	g := newGate()
 	m.setObjectHandler(func(w http.ResponseWriter, r *http.Request, data []byte) {
 		if len(data) == len(body) {
@@ -97,6 +118,19 @@ func TestEdgeKilledMidFill(t *testing.T) {
 		}
 	}()
 	mustGet(t, base, "/"+testSet+"/meta.conf", http.StatusOK)
+	if _, b := mustGet(t, base, "/"+testSet+"/All/small.pkg", http.StatusOK); string(b) != small {
+		t.Fatal("small: wrong bytes")
+	}
+	// The small fill is committed once this answers from the cache.
+	for ctx := waitCtx(t); ; {
+		resp, _ := mustGet(t, base, "/"+testSet+"/All/small.pkg", http.StatusOK)
+		if resp.Header.Get("Cache-Status") == csHit {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("small fill never committed")
+		}
+	}
 	// Start the big fill, let half of it arrive, then kill -9 the edge.
 	resp, err := http.Get(base + "/" + testSet + "/All/big.pkg")
 	if err != nil {
@@ -116,7 +150,11 @@ func TestEdgeKilledMidFill(t *testing.T) {
 	// Restarted in this process, with the upstream down: the set is
 	// served from the persisted state, the partial object is nowhere.
 	m.setDown(http.StatusServiceUnavailable)
-	e := openTestEdge(t, dir, v, []string{up.URL}, nil)
+	e := openTestEdge(t, dir, v, []string{up.URL}, func(_ *Config, cc *cache.Config) {
+		if reboot {
+			cc.BootID = func() [16]byte { return [16]byte{0xb0, 0x07} }
+		}
+	})
 	if e.liveID(testSet).IsZero() {
 		t.Fatal("restarted edge lost its set")
 	}
@@ -124,10 +162,18 @@ func TestEdgeKilledMidFill(t *testing.T) {
 		t.Fatalf("partial object after kill -9: Get = %v, want ErrNotFound", err)
 	}
 	mustGet(t, e.srv.URL, "/"+testSet+"/All/big.pkg", http.StatusBadGateway)
+	if reboot {
+		mustGet(t, e.srv.URL, "/"+testSet+"/All/small.pkg", http.StatusBadGateway)
+	} else if _, b := mustGet(t, e.srv.URL, "/"+testSet+"/All/small.pkg", http.StatusOK); string(b) != small {
+		t.Fatal("small after restart in the same boot: wrong bytes")
+	}
 	m.setDown(0)
 	m.setObjectHandler(nil)
 	_, b := mustGet(t, e.srv.URL, "/"+testSet+"/All/big.pkg", http.StatusOK)
 	if string(b) != body {
 		t.Fatal("after restart: wrong bytes")
+	}
+	if _, b := mustGet(t, e.srv.URL, "/"+testSet+"/All/small.pkg", http.StatusOK); string(b) != small {
+		t.Fatal("small after restart: wrong bytes")
 	}
 }
