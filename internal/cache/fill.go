@@ -225,8 +225,12 @@ func (f *fill) fetch(ctx context.Context) error {
 	if !f.spec.Want.IsZero() {
 		h = digest.New()
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	pool := &bufPool
+	if size >= 0 && size <= smallChunk {
+		pool = &smallBufPool
+	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
 	buf := *bp
 	var got int64
 	for {
@@ -266,7 +270,16 @@ func (f *fill) fetch(ctx context.Context) error {
 	return nil
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+// Upstream read buffers: chunkSize, or smallChunk for an object known to
+// fit (every fill in flight holds one: 32 small fills would hold 8 MiB of
+// chunkSize buffers, which the garbage collector's pacing then multiplies
+// in RSS).
+var (
+	bufPool      = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallChunk); return &b }}
+)
+
+const smallChunk = 64 << 10
 
 // tempSeq makes temp file names unique within a process; New empties
 // tmp/, so no other process's names are there.
