@@ -287,19 +287,38 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 	if err := mkdirs(ManifestFile); err != nil {
 		return err
 	}
+	// Written in place, without a temp file: staging/ is never served, and
+	// a rerun rebuilds it.
+	var written []string
 	for _, f := range []struct {
 		rel  string
 		data []byte
 	}{{ManifestFile, c.ManifestData}, {ManifestSigFile, c.ManifestSig}} {
-		if err := atomicfile.WriteFile(filepath.Join(staging, filepath.FromSlash(f.rel)), f.data, 0o444); err != nil {
+		p := filepath.Join(staging, filepath.FromSlash(f.rel))
+		if err := os.WriteFile(p, f.data, 0o444); err != nil {
 			return err
 		}
+		written = append(written, p)
 	}
-	// The hardlinks are entries of their directories: fsync each one, so
-	// the set is complete on disk before it becomes visible under sets/.
-	for d := range dirs {
-		if err := syncDir(filepath.Join(staging, filepath.FromSlash(d))); err != nil {
-			return err
+	// The set must be complete on disk before it becomes visible under
+	// sets/: its two files, and its directories, whose entries are the
+	// hardlinks. On Linux one more syncfs(2) (little is dirty by now: the
+	// objects were synced above) instead of an fsync of each file and
+	// directory, each of which waits for its own journal commit.
+	if useSyncfs {
+		if err := syncfs(staging); err != nil {
+			return fmt.Errorf("syncfs: %w", err)
+		}
+	} else {
+		for _, p := range written {
+			if err := syncFile(p); err != nil {
+				return err
+			}
+		}
+		for d := range dirs {
+			if err := syncDir(filepath.Join(staging, filepath.FromSlash(d))); err != nil {
+				return err
+			}
 		}
 	}
 	if err := faultHook("staging-built"); err != nil {
@@ -318,6 +337,15 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		return err
 	}
 	return faultHook("moved")
+}
+
+// syncFile fsyncs the file at path.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 // parents returns the parent directories of a slash-separated relative path,

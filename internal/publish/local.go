@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -46,6 +47,9 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 	// for a publish that fails later is collected by GC after its grace.
 	// Files unchanged since the announced set need no look at all: a set's
 	// objects stay while it is retained.
+	if cfg.HashWorkers == 0 {
+		cfg.HashWorkers = 4 * runtime.GOMAXPROCS(0)
+	}
 	cp, cctx := newCopier(ctx, &cfg, root, st.announced)
 	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) }, cp.store)
 	if err != nil {

@@ -39,7 +39,9 @@ type Config struct {
 	Valid time.Duration
 	// Now returns the current time (set IDs, Created, Expires). If nil, time.Now.
 	Now func() time.Time
-	// HashWorkers is the number of files hashed at once. If zero, GOMAXPROCS.
+	// HashWorkers is the number of files hashed at once. If zero,
+	// GOMAXPROCS; for a local publish 4×GOMAXPROCS, since its hash workers
+	// also copy new files into the root and may wait for the disk.
 	HashWorkers int
 	// Jobs is the number of objects sent at once: uploads to a remote master
 	// (if zero, 4) or copies into a local root (if zero, 16: each ends in an fsync).
