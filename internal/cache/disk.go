@@ -120,8 +120,11 @@ func (c *Cache) writeMeta(k Key, m Meta) (err error) {
 //     kernel's page cache is the truth, a data file is renamed only after
 //     every byte was written and verified, and its Meta was written before
 //     that. So when the index says the last run was in this boot (its
-//     "open" record carries the boot ID), dirty entries are as good as
-//     clean ones and are kept; the next checkpoint makes them durable.
+//     "open" record carries the boot ID), dirty entries are kept: the
+//     reconcile that follows an unclean start serves them again once
+//     their bytes hash to their sha256 (a write-back error that the dead
+//     process never saw, and that no later syncfs reports, could have
+//     dropped a page), and the next checkpoint makes them durable.
 //   - A power loss or an OS crash may tear anything not yet durable. When
 //     the boot ID differs (or is unknown), New removes every entry not
 //     covered by a synced record before it serves anything, and the
@@ -183,6 +186,7 @@ func (c *Cache) commit(f *fill, data *os.File, meta Meta) (err error) {
 	}
 	// syscall.Rename, not os.Rename: that one first Lstats the target
 	// (to refuse a directory), a path walk per fill for nothing.
+	placed = true
 	if err := renameFile(data.Name(), c.dataPath(f.key)); err != nil {
 		return err
 	}

@@ -170,9 +170,9 @@ func (c *Cache) compactLocked(clean bool) (err error) {
 
 // open loads the index and reports whether a reconcile is needed (the
 // last run did not close cleanly). Dirty entries (not covered by a
-// checkpoint) are kept if the last run was in this boot, and removed
-// otherwise: a power loss may have torn them (see "Commit and durability"
-// in disk.go).
+// checkpoint) are removed if the last run was not in this boot (a power
+// loss may have torn them), else left to the reconcile, which checks their
+// bytes (see "Commit and durability" in disk.go).
 func (c *Cache) open() (dirty bool, err error) {
 	removeIndexTemps(c.cfg.Dir)
 	clean, valid, last, err := c.replay()
@@ -211,10 +211,10 @@ func (c *Cache) open() (dirty bool, err error) {
 		case c.rebooted:
 			c.removeLocked(int32(i)) // journaled: the replay agrees
 		default:
-			// Carried over; the first checkpoint (New arms it) makes it durable.
-			c.seq++
-			e.dirty = c.seq
-			c.dirty = append(c.dirty, dirtyRef{slot: int32(i), seq: c.seq})
+			// Not served until the reconcile checked its bytes (and
+			// adopted it again): a write-back error the dead process
+			// never saw may have torn it.
+			c.dropLocked(int32(i))
 		}
 	}
 	f := c.jr.f

@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
 // reconcile makes the replayed index agree with the directory after a crash,
@@ -16,10 +19,14 @@ import (
 // c.mu, checking each finding again with one Lstat (a fill may have
 // committed since the listing):
 //   - drops entries whose data file is gone (a delete the journal missed),
-//   - adopts data files the journal missed (a commit whose add record was
-//     lost), after a process crash: they are complete by construction, so
-//     one stat gives the size; they are dirty until the next checkpoint.
-//     After a power loss (c.rebooted) they may be torn: they are removed,
+//   - adopts data files the index does not name, after a process crash
+//     (a commit whose add record was lost, and every entry the last run
+//     had not made durable: New leaves those to the reconcile) once their
+//     bytes hash to their sha256 (the key of a content-addressed entry,
+//     else the Meta's; a file with neither is removed): a process crash
+//     tears nothing, but a write-back error it never saw may have. They
+//     are dirty until the next checkpoint, and fetched again if a request
+//     comes first. After a power loss (c.rebooted) they are removed,
 //   - removes a Meta without its data (a commit that died between its
 //     Meta and its rename).
 //
@@ -123,18 +130,17 @@ func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) er
 		c.dropLocked(i)
 		c.journalLocked(opDel, k, 0)
 	}
+	// Files the index does not name: removed after a power loss (they
+	// may be torn); else candidates, checked below against their sha256.
+	var cands []adoptee
 	for k, hasMeta := range data {
 		if _, ok := c.idx[k]; ok || c.fills[k] != nil {
 			continue
 		}
-		// Without a Meta: a content-addressed entry whose add record was
-		// lost (rare: a failed append), or a broken one; either way it is
-		// fetched again, never served unchecked.
-		if !hasMeta || c.rebooted {
-			if err := errors.Join(removeIfExists(c.dataPath(k)), removeIfExists(c.metaPath(k))); err != nil {
+		if c.rebooted {
+			if err := c.removeFilesLocked(k); err != nil {
 				return err
 			}
-			c.dirtyDirs[k[0]] = true
 			continue
 		}
 		fi, err := os.Stat(c.dataPath(k))
@@ -144,19 +150,38 @@ func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) er
 		if err != nil {
 			return err
 		}
-		m, err := readMeta(c.metaPath(k))
-		var corrupt *corruptError
-		if errors.As(err, &corrupt) || err == nil && m.Size != fi.Size() {
-			if err := errors.Join(removeIfExists(c.dataPath(k)), removeIfExists(c.metaPath(k))); err != nil {
+		a := adoptee{key: k, size: fi.Size(), ca: !hasMeta}
+		if a.ca {
+			a.want = digest.SHA256(k) // content-addressed: the name is the sum
+		} else {
+			m, err := readMeta(c.metaPath(k))
+			var corrupt *corruptError
+			if err != nil && !errors.As(err, &corrupt) {
+				return err
+			}
+			if err == nil && m.Size == fi.Size() {
+				a.want = m.SHA256 // zero (plain mode, unknown): cannot be checked
+			}
+		}
+		cands = append(cands, a)
+	}
+	c.mu.Unlock()
+	for i := range cands {
+		cands[i].ok = !cands[i].want.IsZero() && fileHasSum(c.dataPath(cands[i].key), cands[i].size, cands[i].want)
+	}
+	c.mu.Lock()
+	for _, a := range cands {
+		if _, ok := c.idx[a.key]; ok || c.fills[a.key] != nil {
+			continue // fetched again meanwhile
+		}
+		if !a.ok {
+			if err := c.removeFilesLocked(a.key); err != nil {
 				return err
 			}
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		i := c.insertLocked(k, fi.Size())
-		c.ents[i].ca = false // it has a Meta
+		i := c.insertLocked(a.key, a.size)
+		c.ents[i].ca = a.ca
 		c.journalAddLocked(i)
 		c.markDirtyLocked(i)
 	}
@@ -176,6 +201,34 @@ func (c *Cache) reconcileDir(indexed []Key, data map[Key]bool, orphans []Key) er
 	}
 	c.evictLocked()
 	return nil
+}
+
+// adoptee is a file the index does not name, found by a reconcile.
+type adoptee struct {
+	key  Key
+	size int64
+	ca   bool          // no Meta: content-addressed, or broken
+	want digest.SHA256 // what its bytes must hash to; zero: unknown
+	ok   bool          // they do
+}
+
+// removeFilesLocked removes key's files (not an entry's).
+func (c *Cache) removeFilesLocked(k Key) error {
+	c.dirtyDirs[k[0]] = true
+	return errors.Join(removeIfExists(c.dataPath(k)), removeIfExists(c.metaPath(k)))
+}
+
+// fileHasSum reports whether the file at path is size bytes whose sha256
+// is want.
+func fileHasSum(path string, size int64, want digest.SHA256) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	h := digest.New()
+	n, err := io.Copy(h, f)
+	return err == nil && n == size && digest.FromHash(h) == want
 }
 
 // parseName recognises "<64 hex>" and "<64 hex>.meta".
