@@ -43,7 +43,9 @@ func Validate(p string) error {
 	if p[0] == '/' {
 		return fmt.Errorf("%w %q: absolute", ErrInvalid, p)
 	}
-	for i, seg := range strings.Split(p, "/") {
+	for i, rest, more := 0, p, true; more; i++ {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		switch {
 		case seg == "":
 			return fmt.Errorf("%w %q: empty segment", ErrInvalid, p)

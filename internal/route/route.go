@@ -69,7 +69,7 @@ func Parse(p string, isSet func(name string) bool) (Target, error) {
 	if !strings.HasPrefix(p, "/") {
 		return Target{}, fmt.Errorf("%w: path not absolute", ErrNotFound)
 	}
-	p = "/" + strings.TrimLeft(p, "/")
+	p = p[len(p)-len(strings.TrimLeft(p, "/"))-1:] // one leading slash, no copy
 	if p == "/" {
 		return Target{Kind: Root}, nil
 	}

@@ -302,3 +302,16 @@ func TestContentType(t *testing.T) {
 		}
 	}
 }
+
+// TestParseSetFileAllocs: parsing the path of a set file, the hot path of
+// every request, allocates nothing (set names whose segments look like set
+// IDs by length once cost a time.ParseError per request).
+func TestParseSetFileAllocs(t *testing.T) {
+	isSet := func(name string) bool { return name == "FreeBSD:14:amd64/latest" }
+	for _, p := range []string{"/FreeBSD:14:amd64/latest/All/pkg-1.0.pkg", "//FreeBSD:14:amd64/latest/meta.conf"} {
+		var err error
+		if n := testing.AllocsPerRun(100, func() { _, err = Parse(p, isSet) }); n != 0 || err != nil {
+			t.Errorf("Parse(%q): %v allocations, err %v; want 0, nil", p, n, err)
+		}
+	}
+}
