@@ -1,18 +1,24 @@
 // Package objcache keeps small immutable objects in memory, keyed by their
-// sha256: a cache bounded in bytes, least recently used out first
-// (approximately: second chance), whose
-// every entry was checked against its digest and size when it was loaded.
-// pkgcdn's objects are content-addressed, so an entry never goes stale: a
-// set switch, a GC or a republish changes which objects are asked for,
-// never what the bytes of one are.
+// sha256, so that a small file is served without touching the disk (open,
+// read, close) on every request. Every object was checked against its
+// digest when it was put: a damaged or tampered copy on disk is refused,
+// never kept. pkgcdn's objects are content-addressed, so an entry never
+// goes stale: a set switch, a GC or a republish changes which objects are
+// asked for, never what the bytes of one are.
 //
-// It is for serving small files without touching the disk (open, read,
-// close) on every request; the caller decides how an object is read.
+// The bytes live in one anonymous memory mapping (an arena) outside the Go
+// heap, used as a ring: an object goes after the previous one, and the
+// oldest ones it overwrites are forgotten (first in, first out). Why not
+// the Go heap: pkgserve collects garbage only at 400% heap growth (GOGC),
+// so every live megabyte there would cost up to five of RSS. In the arena
+// a megabyte costs one, and only once touched. Readers copy an object out
+// under a read lock (AppendTo), so a later Put can never change bytes
+// being sent.
 package objcache
 
 import (
-	"container/list"
 	"fmt"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,70 +32,62 @@ const (
 	DefaultMaxObjectBytes = 64 << 10
 )
 
-// entryOverhead is what an entry costs besides its bytes (map slot, list
-// element, Object, header strings), counted against MaxBytes so that many
-// tiny objects cannot exceed the bound.
-const entryOverhead = 256
-
 // Config configures a Cache.
 type Config struct {
-	// MaxBytes bounds the memory the cache holds: the objects' bytes plus
-	// a fixed overhead per entry. Objects being served after their
-	// eviction are held until their responses end. If zero, 64 MiB; if
-	// negative, nothing is kept (Get loads and verifies every time).
+	// MaxBytes is the size of the arena: the memory the objects' bytes
+	// may take (their index, a few dozen bytes an object, is on the heap).
+	// If zero, 64 MiB; if negative, nothing is kept (Get loads and
+	// verifies every time).
 	MaxBytes int64
-	// MaxObjectBytes is the largest object kept; bigger ones are loaded
-	// and verified but not kept. If zero, 64 KiB.
-	MaxObjectBytes int64
+	// MaxObjectBytes is the largest object kept; bigger ones are verified
+	// but not kept. If zero, 64 KiB.
+	MaxObjectBytes int
 }
 
-// Object is one verified object. It is shared by every caller that gets
-// it: nothing in it may be modified.
-type Object struct {
-	// Data is the object's bytes.
-	Data []byte
-	// SHA256 is their digest.
-	SHA256 digest.SHA256
-	// ETag is {`"<sha256 hex>"`}, ready for a header map.
-	ETag []string
-	// ContentLength is {len(Data) in decimal}, ready for a header map.
-	ContentLength []string
+// Headers are an object's response header values, ready for a header map
+// and shared: they must not be modified.
+type Headers struct {
+	ETag          []string // {`"<sha256 hex>"`}
+	ContentLength []string // {size in decimal}
 }
 
 // Stats are a Cache's counters.
 type Stats struct {
-	Hits, Misses int64 // lookups served from memory; objects loaded and verified
-	Objects      int   // objects held now
-	Bytes        int64 // memory held now, as counted against MaxBytes
+	Hits    int64 // lookups answered from memory
+	Misses  int64 // objects Get loaded that verified
+	Objects int   // objects held now
+	Bytes   int64 // bytes of the objects held now
 }
 
 // Cache is a bounded cache of verified objects. It is safe for concurrent
 // use.
-//
-// A hit takes no lock: the index is a sync.Map, and a hit only sets the
-// entry's referenced bit (and counts). Eviction is second chance (CLOCK),
-// the usual approximation of least recently used: the oldest entry goes
-// unless it was used since it was last looked at, in which case it is
-// moved to the front with its bit cleared.
 type Cache struct {
-	max, maxObj int64
+	maxObj int
+	hits   atomic.Int64
+	misses atomic.Int64
 
-	index sync.Map // digest.SHA256 → *entry; changed only under mu
-	hits  atomic.Int64
-
-	mu     sync.Mutex // guards order, bytes, misses and changes to index
-	order  *list.List // of *entry, newest (or given a second chance) first
-	bytes  int64
-	misses int64
+	mu    sync.RWMutex // guards the arena's contents, items, order, head, bytes
+	arena []byte       // nil: the cache keeps nothing
+	head  int64        // where the next object goes, counted from the start, never wrapped
+	items map[digest.SHA256]item
+	order []ref // objects in arena order, oldest first (forgotten ones skipped)
+	bytes int64
 }
 
-type entry struct {
-	obj  *Object
-	ref  atomic.Bool // used since eviction last looked at it
-	elem *list.Element
+// item is one object in the arena.
+type item struct {
+	at int64 // its first byte, as head counts
+	n  int
+	h  Headers
 }
 
-// New returns an empty Cache.
+type ref struct {
+	key digest.SHA256
+	at  int64
+}
+
+// New returns an empty Cache. If its arena cannot be mapped, the cache
+// keeps nothing (and still verifies what Get loads).
 func New(cfg Config) *Cache {
 	if cfg.MaxBytes == 0 {
 		cfg.MaxBytes = DefaultMaxBytes
@@ -97,85 +95,111 @@ func New(cfg Config) *Cache {
 	if cfg.MaxObjectBytes == 0 {
 		cfg.MaxObjectBytes = DefaultMaxObjectBytes
 	}
-	return &Cache{max: cfg.MaxBytes, maxObj: cfg.MaxObjectBytes, order: list.New()}
+	c := &Cache{maxObj: cfg.MaxObjectBytes, items: make(map[digest.SHA256]item)}
+	if cfg.MaxBytes > 0 && cfg.MaxBytes <= maxArena {
+		if arena, err := mapArena(int(cfg.MaxBytes)); err == nil {
+			c.arena = arena
+			runtime.AddCleanup(c, unmapArena, arena)
+		}
+	}
+	return c
 }
 
-// Lookup returns the object d if the cache holds it.
-func (c *Cache) Lookup(d digest.SHA256) (*Object, bool) {
-	v, ok := c.index.Load(d)
-	if !ok {
-		return nil, false
+// maxArena bounds MaxBytes so that it fits an int on every platform.
+const maxArena = 1 << 30
+
+// AppendTo appends object d to dst if the cache holds it, and returns the
+// result with the object's header values.
+func (c *Cache) AppendTo(dst []byte, d digest.SHA256) ([]byte, Headers, bool) {
+	c.mu.RLock()
+	it, ok := c.items[d]
+	if ok {
+		at := it.at % int64(len(c.arena))
+		dst = append(dst, c.arena[at:at+int64(it.n)]...)
 	}
-	e := v.(*entry)
-	if !e.ref.Load() { // a load is cheaper than a store to a shared line
-		e.ref.Store(true)
+	c.mu.RUnlock()
+	if ok {
+		c.hits.Add(1)
 	}
-	c.hits.Add(1)
-	return e.obj, true
+	return dst, it.h, ok
 }
 
-// Get returns the object d of size bytes: from memory, or else from load,
-// which returns its bytes (and may keep none of them: the cache owns the
-// slice afterwards). Loaded bytes are kept only if they are size bytes
-// whose sha256 is d; otherwise Get returns a *digest.SizeError or a
-// *digest.MismatchError (wrapped) and keeps nothing, so a damaged or
-// tampered copy on disk is never served from here. Two Gets of one
-// missing object may both load it: objects are small and local, and a
-// flight group would cost every miss more than the rare duplicate read.
-func (c *Cache) Get(d digest.SHA256, size int64, load func() ([]byte, error)) (*Object, error) {
-	if o, ok := c.Lookup(d); ok {
-		return o, nil
+// Get appends object d, of size bytes, to dst: from memory, or else as
+// load appends it to dst (load may append nothing but must not change
+// dst[:len(dst)]). Loaded bytes are kept and returned only if they are
+// size bytes whose sha256 is d; otherwise Get returns a *digest.SizeError
+// or a *digest.MismatchError (wrapped), so a damaged or tampered copy on
+// disk is never served from here. Two Gets of one missing object may both
+// load it: objects are small and local, and a flight group would cost
+// every miss more than the rare duplicate read.
+func (c *Cache) Get(dst []byte, d digest.SHA256, size int64, load func(dst []byte) ([]byte, error)) ([]byte, Headers, error) {
+	if out, h, ok := c.AppendTo(dst, d); ok {
+		return out, h, nil
 	}
-	data, err := load()
+	out, err := load(dst)
 	if err != nil {
-		return nil, err
+		return dst, Headers{}, err
 	}
-	if int64(len(data)) != size {
-		return nil, fmt.Errorf("object %s: %w", d, &digest.SizeError{Want: size, Got: int64(len(data))})
+	b := out[len(dst):]
+	if int64(len(b)) != size {
+		return dst, Headers{}, fmt.Errorf("object %s: %w", d, &digest.SizeError{Want: size, Got: int64(len(b))})
 	}
-	if got := digest.Sum(data); got != d {
-		return nil, fmt.Errorf("object %s: %w", d, &digest.MismatchError{Want: d, Got: got})
+	h, err := c.Put(d, b)
+	if err != nil {
+		return dst, Headers{}, err
 	}
-	o := &Object{Data: data, SHA256: d, ETag: []string{`"` + d.String() + `"`},
-		ContentLength: []string{strconv.FormatInt(size, 10)}}
-	c.add(o)
-	return o, nil
+	c.misses.Add(1)
+	return out, h, nil
 }
 
-func cost(o *Object) int64 { return int64(len(o.Data)) + entryOverhead }
-
-// add keeps o (unless it is too big, or the cache is off) and evicts
-// beyond MaxBytes.
-func (c *Cache) add(o *Object) {
+// Put keeps b as object d if its sha256 is d and it fits, and returns its
+// header values. If b's sha256 is not d, it returns a *digest.MismatchError
+// (wrapped) and keeps nothing: the caller must not serve b.
+func (c *Cache) Put(d digest.SHA256, b []byte) (Headers, error) {
+	if got := digest.Sum(b); got != d {
+		return Headers{}, fmt.Errorf("object %s: %w", d, &digest.MismatchError{Want: d, Got: got})
+	}
+	if c.arena == nil || len(b) > c.maxObj || len(b) > len(c.arena) {
+		return headersOf(d, len(b)), nil
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.misses++
-	if c.max < 0 || int64(len(o.Data)) > c.maxObj || cost(o) > c.max {
-		return
+	if it, ok := c.items[d]; ok {
+		return it.h, nil // put meanwhile by another request
 	}
-	if _, ok := c.index.Load(o.SHA256); ok {
-		return // loaded meanwhile by another Get: keep that one
+	it := item{n: len(b), h: headersOf(d, len(b))}
+	size := int64(len(c.arena))
+	at := c.head
+	if at%size+int64(len(b)) > size { // does not fit before the end: start over
+		at += size - at%size
 	}
-	e := &entry{obj: o}
-	e.elem = c.order.PushFront(e)
-	c.index.Store(o.SHA256, e)
-	c.bytes += cost(o)
-	for c.bytes > c.max {
-		old := c.order.Back().Value.(*entry)
-		if old.ref.Load() && old != e {
-			old.ref.Store(false)
-			c.order.MoveToFront(old.elem)
-			continue
+	end := at + int64(len(b))
+	// Forget what the new bytes overwrite: every object that starts more
+	// than one arena before their end (its bytes lie one lap behind).
+	drop := 0
+	for ; drop < len(c.order) && c.order[drop].at < end-size; drop++ {
+		r := c.order[drop]
+		if cur, ok := c.items[r.key]; ok && cur.at == r.at {
+			delete(c.items, r.key)
+			c.bytes -= int64(cur.n)
 		}
-		c.order.Remove(old.elem)
-		c.index.Delete(old.obj.SHA256)
-		c.bytes -= cost(old.obj)
 	}
+	c.order = append(c.order[drop:], ref{key: d, at: at})
+	it.at = at
+	copy(c.arena[at%size:], b)
+	c.items[d] = it
+	c.bytes += int64(len(b))
+	c.head = end
+	return it.h, nil
+}
+
+func headersOf(d digest.SHA256, n int) Headers {
+	return Headers{ETag: []string{`"` + d.String() + `"`}, ContentLength: []string{strconv.Itoa(n)}}
 }
 
 // Stats returns the cache's counters now.
 func (c *Cache) Stats() Stats {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return Stats{Hits: c.hits.Load(), Misses: c.misses, Objects: c.order.Len(), Bytes: c.bytes}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Objects: len(c.items), Bytes: c.bytes}
 }

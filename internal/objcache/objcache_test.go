@@ -3,6 +3,7 @@ package objcache
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -10,34 +11,54 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 )
 
-func obj(s string) (digest.SHA256, int64, func() ([]byte, error)) {
-	return digest.Sum([]byte(s)), int64(len(s)), func() ([]byte, error) { return []byte(s), nil }
+// loader returns a load func appending s, counting its calls.
+func loader(s string, calls *int) func([]byte) ([]byte, error) {
+	return func(dst []byte) ([]byte, error) {
+		if calls != nil {
+			*calls++
+		}
+		return append(dst, s...), nil
+	}
+}
+
+func get(t *testing.T, c *Cache, s string) string {
+	t.Helper()
+	out, _, err := c.Get(nil, digest.Sum([]byte(s)), int64(len(s)), loader(s, nil))
+	if err != nil {
+		t.Fatalf("Get(%.10q): %v", s, err)
+	}
+	return string(out)
+}
+
+func held(c *Cache, s string) bool {
+	out, _, ok := c.AppendTo(nil, digest.Sum([]byte(s)))
+	return ok && string(out) == s
 }
 
 func TestGetLoadsOnceThenHits(t *testing.T) {
 	c := New(Config{})
-	d, size, _ := obj("hello")
+	d := digest.Sum([]byte("hello"))
 	loads := 0
-	load := func() ([]byte, error) { loads++; return []byte("hello"), nil }
 	for range 3 {
-		o, err := c.Get(d, size, load)
-		if err != nil || string(o.Data) != "hello" {
-			t.Fatalf("Get = %v, %v, want hello", o, err)
+		out, h, err := c.Get([]byte("HTTP/1.1 200 OK\r\n\r\n"), d, 5, loader("hello", &loads))
+		if err != nil || string(out) != "HTTP/1.1 200 OK\r\n\r\nhello" {
+			t.Fatalf("Get = %q, %v; want the body appended to dst", out, err)
 		}
-		if o.ETag[0] != `"`+d.String()+`"` || o.ContentLength[0] != "5" || o.SHA256 != d {
-			t.Errorf("Get: ETag %q, Content-Length %q, SHA256 %s", o.ETag, o.ContentLength, o.SHA256)
+		if h.ETag[0] != `"`+d.String()+`"` || h.ContentLength[0] != "5" {
+			t.Errorf("Get: ETag %q, Content-Length %q", h.ETag, h.ContentLength)
 		}
 	}
 	if loads != 1 {
 		t.Errorf("%d loads, want 1", loads)
 	}
-	if st := c.Stats(); st.Hits != 2 || st.Misses != 1 || st.Objects != 1 || st.Bytes != 5+entryOverhead {
+	if st := c.Stats(); st.Hits != 2 || st.Misses != 1 || st.Objects != 1 || st.Bytes != 5 {
 		t.Errorf("Stats = %+v", st)
 	}
 }
 
 func TestGetRefusesWrongBytes(t *testing.T) {
-	d, size, _ := obj("the real bytes")
+	const real = "the real bytes"
+	d := digest.Sum([]byte(real))
 	tests := []struct {
 		name    string
 		data    string
@@ -52,7 +73,9 @@ func TestGetRefusesWrongBytes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(Config{})
-			_, err := c.Get(d, size, func() ([]byte, error) { return []byte(tt.data), tt.loadErr })
+			out, _, err := c.Get([]byte("x"), d, int64(len(real)), func(dst []byte) ([]byte, error) {
+				return append(dst, tt.data...), tt.loadErr
+			})
 			switch want := tt.want.(type) {
 			case **digest.MismatchError:
 				if !errors.As(err, want) {
@@ -67,37 +90,72 @@ func TestGetRefusesWrongBytes(t *testing.T) {
 					t.Errorf("Get = %v, want %v", err, tt.loadErr)
 				}
 			}
-			if _, ok := c.Lookup(d); ok {
+			if string(out) != "x" {
+				t.Errorf("Get returned %q with its error, want dst alone", out)
+			}
+			if _, _, ok := c.AppendTo(nil, d); ok {
 				t.Error("wrong bytes were kept")
 			}
-			// The right bytes are still loaded afterwards.
-			if o, err := c.Get(obj("the real bytes")); err != nil || string(o.Data) != "the real bytes" {
-				t.Errorf("Get after a refusal = %v, %v", o, err)
+			if got := get(t, c, real); got != real {
+				t.Errorf("Get after a refusal = %q", got)
 			}
 		})
 	}
 }
 
-func TestEvictsLeastRecentlyUsedWithinMaxBytes(t *testing.T) {
+func TestPutRefusesWrongBytes(t *testing.T) {
+	c := New(Config{})
+	var me *digest.MismatchError
+	if _, err := c.Put(digest.Sum([]byte("a")), []byte("b")); !errors.As(err, &me) {
+		t.Errorf("Put of other bytes = %v, want a *digest.MismatchError", err)
+	}
+	if st := c.Stats(); st.Objects != 0 {
+		t.Errorf("kept %d objects", st.Objects)
+	}
+}
+
+func TestEvictsOldestWithinTheArena(t *testing.T) {
 	const objSize = 1000
-	c := New(Config{MaxBytes: 3 * (objSize + entryOverhead)})
+	c := New(Config{MaxBytes: 3 * objSize})
 	body := func(i int) string { return fmt.Sprintf("%03d", i) + strings.Repeat("x", objSize-3) }
-	for i := range 3 {
-		if _, err := c.Get(obj(body(i))); err != nil {
-			t.Fatal(err)
+	for i := range 4 {
+		get(t, c, body(i))
+	}
+	for i, want := range []bool{false, true, true, true} {
+		if held(c, body(i)) != want {
+			t.Errorf("object %d held = %v, want %v", i, !want, want)
 		}
 	}
-	c.Lookup(digest.Sum([]byte(body(0)))) // 1 is now the least recently used
-	if _, err := c.Get(obj(body(3))); err != nil {
-		t.Fatal(err)
+	if st := c.Stats(); st.Bytes != 3*objSize || st.Objects != 3 {
+		t.Errorf("Stats = %+v, want 3 objects, %d bytes", st, 3*objSize)
 	}
-	for i, want := range []bool{true, false, true, true} {
-		if _, ok := c.Lookup(digest.Sum([]byte(body(i)))); ok != want {
-			t.Errorf("object %d held = %v, want %v", i, ok, want)
+}
+
+// TestRingKeepsBytesIntact: whatever the sizes and the wrapping, every
+// object the cache says it holds reads back as exactly its bytes, and the
+// bytes held never exceed the arena.
+func TestRingKeepsBytesIntact(t *testing.T) {
+	const arena = 10_000
+	c := New(Config{MaxBytes: arena, MaxObjectBytes: 3000})
+	rng := rand.New(rand.NewPCG(1, 2))
+	var all []string
+	for i := range 500 {
+		s := fmt.Sprintf("%d:", i) + strings.Repeat(string(rune('a'+i%26)), rng.IntN(3000))
+		if got := get(t, c, s); got != s {
+			t.Fatalf("Get returned other bytes for object %d", i)
+		}
+		all = append(all, s)
+		for _, prev := range all {
+			if out, _, ok := c.AppendTo(nil, digest.Sum([]byte(prev))); ok && string(out) != prev {
+				t.Fatalf("after %d puts an object reads back wrong", i+1)
+			}
+		}
+		if st := c.Stats(); st.Bytes > arena {
+			t.Fatalf("after %d puts %d bytes held, over the %d-byte arena", i+1, st.Bytes, arena)
 		}
 	}
-	if st := c.Stats(); st.Bytes > 3*(objSize+entryOverhead) || st.Objects != 3 {
-		t.Errorf("Stats = %+v, want 3 objects within MaxBytes", st)
+	if !held(c, all[len(all)-1]) {
+		t.Error("the last object put is not held")
 	}
 }
 
@@ -108,126 +166,59 @@ func TestKeepsNothingTooBigOrWhenOff(t *testing.T) {
 		data string
 	}{
 		{"bigger than MaxObjectBytes", Config{MaxObjectBytes: 10}, strings.Repeat("a", 11)},
-		{"bigger than the cache", Config{MaxBytes: 100}, strings.Repeat("b", 100)},
+		{"bigger than the arena", Config{MaxBytes: 100}, strings.Repeat("b", 101)},
 		{"off", Config{MaxBytes: -1}, "c"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := New(tt.cfg)
-			o, err := c.Get(obj(tt.data))
-			if err != nil || string(o.Data) != tt.data {
-				t.Fatalf("Get = %v, %v: still served, verified", o, err)
+			if got := get(t, c, tt.data); got != tt.data {
+				t.Fatalf("Get = %q: still served, verified", got)
 			}
-			if _, ok := c.Lookup(o.SHA256); ok {
+			if held(c, tt.data) {
 				t.Error("kept")
-			}
-			if st := c.Stats(); st.Objects != 0 || st.Bytes != 0 {
-				t.Errorf("Stats = %+v, want empty", st)
-			}
-			if _, err := c.Get(o.SHA256, int64(len(tt.data)), func() ([]byte, error) { return []byte(strings.Repeat("z", len(tt.data))), nil }); err == nil {
-				t.Error("not kept, but wrong bytes are still refused: got nil error")
 			}
 		})
 	}
 }
 
-func TestConcurrentGets(t *testing.T) {
-	c := New(Config{MaxBytes: 20 * (100 + entryOverhead)})
+func TestConcurrentUse(t *testing.T) {
+	c := New(Config{MaxBytes: 64 << 10, MaxObjectBytes: 8 << 10})
 	var wg sync.WaitGroup
-	for g := range 8 {
+	errs := make(chan error, 8)
+	for w := range 8 {
 		wg.Go(func() {
-			for i := range 500 {
-				s := fmt.Sprintf("%100d", (i*7+g)%50)
-				o, err := c.Get(obj(s))
-				if err != nil || string(o.Data) != s {
-					t.Errorf("Get(%q) = %v, %v", s, o, err)
+			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			for range 2000 {
+				i := rng.IntN(40)
+				s := fmt.Sprintf("%02d", i) + strings.Repeat("z", i*200)
+				out, _, err := c.Get(nil, digest.Sum([]byte(s)), int64(len(s)), loader(s, nil))
+				if err != nil || string(out) != s {
+					errs <- fmt.Errorf("object %d: %v (%d bytes back)", i, err, len(out))
 					return
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if st := c.Stats(); st.Bytes > 20*(100+entryOverhead) || st.Hits+st.Misses != 8*500 {
-		t.Errorf("Stats = %+v", st)
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
-func BenchmarkGetHit(b *testing.B) {
+func BenchmarkHit4KiB(b *testing.B) {
 	c := New(Config{})
-	d, size, load := obj(strings.Repeat("x", 4096))
-	if _, err := c.Get(d, size, load); err != nil {
+	s := strings.Repeat("p", 4096)
+	d := digest.Sum([]byte(s))
+	buf := make([]byte, 0, 8192)
+	if _, _, err := c.Get(buf, d, 4096, loader(s, nil)); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Get(d, size, load); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkGetMiss is the cost of a verified load of a 4 KiB object
-// (hashing included) with eviction, cache full.
-func BenchmarkGetMiss(b *testing.B) {
-	c := New(Config{MaxBytes: 16 * (4096 + entryOverhead)})
-	bodies := make([][]byte, 64)
-	ds := make([]digest.SHA256, 64)
-	for i := range bodies {
-		bodies[i] = []byte(fmt.Sprintf("%4096d", i))
-		ds[i] = digest.Sum(bodies[i])
-	}
 	b.SetBytes(4096)
-	b.ReportAllocs()
-	i := 0
 	for b.Loop() {
-		i = (i + 1) % len(bodies)
-		if _, err := c.Get(ds[i], 4096, func() ([]byte, error) { return bodies[i], nil }); err != nil {
-			b.Fatal(err)
+		if _, _, ok := c.AppendTo(buf[:0], d); !ok {
+			b.Fatal("miss")
 		}
 	}
-}
-
-// TestHotObjectSurvivesAStreamOfMisses: an object used between every two
-// loads of one-off objects is never the one evicted.
-func TestHotObjectSurvivesAStreamOfMisses(t *testing.T) {
-	c := New(Config{MaxBytes: 4 * (10 + entryOverhead)})
-	hot := "hot object"
-	if _, err := c.Get(obj(hot)); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 100 {
-		if _, err := c.Get(obj(fmt.Sprintf("cold %05d", i))); err != nil {
-			t.Fatal(err)
-		}
-		if _, ok := c.Lookup(digest.Sum([]byte(hot))); !ok {
-			t.Fatalf("hot object evicted after %d cold loads", i+1)
-		}
-	}
-	if st := c.Stats(); st.Objects != 4 || st.Bytes != 4*(10+entryOverhead) {
-		t.Errorf("Stats = %+v, want 4 objects", st)
-	}
-}
-
-// BenchmarkGetHitParallel is hits on every P at once (no lock on a hit).
-func BenchmarkGetHitParallel(b *testing.B) {
-	c := New(Config{})
-	var ds []digest.SHA256
-	for i := range 64 {
-		d, size, load := obj(fmt.Sprintf("%4096d", i))
-		if _, err := c.Get(d, size, load); err != nil {
-			b.Fatal(err)
-		}
-		ds = append(ds, d)
-	}
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		i := 0
-		for pb.Next() {
-			if _, ok := c.Lookup(ds[i%64]); !ok {
-				b.Error("miss")
-				return
-			}
-			i++
-		}
-	})
 }

@@ -66,7 +66,7 @@ func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, erro
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "memory_cache_loads_total",
 			Help: "Small files read from disk and verified."}, func() float64 { return float64(objs.Stats().Misses) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_bytes",
-			Help: "Memory held by the small-file cache (bytes plus per-entry overhead)."}, func() float64 { return float64(objs.Stats().Bytes) }),
+			Help: "Bytes of the small files held in the memory cache."}, func() float64 { return float64(objs.Stats().Bytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_objects",
 			Help: "Small files held in memory."}, func() float64 { return float64(objs.Stats().Objects) }),
 	}

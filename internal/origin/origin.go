@@ -116,11 +116,10 @@ type Config struct {
 	// with a size check. If zero, 64 KiB; if negative, every file goes
 	// by sendfile.
 	SmallFileBytes int64
-	// MemoryCacheBytes bounds the memory the small files kept in memory
-	// take (least recently used out first). They live in the Go heap, so
-	// the process may hold up to 1+GOGC/100 times this (pkgserve runs at
-	// GOGC=400). If zero, 64 MiB; if negative, small files are read and
-	// checked on every request.
+	// MemoryCacheBytes is the memory small files are kept in (an arena
+	// outside the Go heap, resident only once used; oldest out first: see
+	// internal/objcache). If zero, 64 MiB; if negative, small files are
+	// read and checked on every request.
 	MemoryCacheBytes int64
 
 	// LongPollTimeout is how long GET /.pkgcdn/sets?wait= holds a request.
@@ -262,7 +261,7 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	objs := objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: max(cfg.SmallFileBytes, 1)})
+	objs := objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: int(max(cfg.SmallFileBytes, 1))})
 	met, err := newMetrics(cfg.Registerer, objs)
 	if err != nil {
 		return nil, err

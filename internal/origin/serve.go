@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -238,7 +239,12 @@ func (s *Server) openError(v *setView, live setid.ID, e manifest.Entry, err erro
 // values precomputed); anything with Range or a condition goes through
 // http.ServeContent, which implements them.
 func (s *Server) serveSmall(w http.ResponseWriter, r *http.Request, v *setView, live setid.ID, e manifest.Entry) error {
-	o, err := s.objs.Get(e.SHA256, e.Size, func() ([]byte, error) { return readSmall(v.filePath(e), e.Size) })
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	body, hv, err := s.objs.Get((*bp)[:0], e.SHA256, e.Size, func(dst []byte) ([]byte, error) {
+		return readSmall(dst, v.filePath(e), e.Size)
+	})
+	*bp = body[:0] // keep what the buffer grew to
 	if err != nil {
 		var se *digest.SizeError
 		var me *digest.MismatchError
@@ -250,12 +256,12 @@ func (s *Server) serveSmall(w http.ResponseWriter, r *http.Request, v *setView, 
 		return s.openError(v, live, e, err)
 	}
 	h := w.Header()
-	h["Etag"] = o.ETag
+	h["Etag"] = hv.ETag
 	h["Cache-Control"] = hvRevalidate
 	h["Content-Type"] = route.ContentTypeHeader(e.Path)
 	h["X-Content-Type-Options"] = hvNosniff
 	if !plainRequest(r) {
-		http.ServeContent(w, r, "", e.Modified.Time(), bytes.NewReader(o.Data))
+		http.ServeContent(w, r, "", e.Modified.Time(), bytes.NewReader(body))
 		return nil
 	}
 	// What http.ServeContent sends with a whole file.
@@ -263,8 +269,8 @@ func (s *Server) serveSmall(w http.ResponseWriter, r *http.Request, v *setView, 
 		h["Last-Modified"] = lm
 	}
 	h["Accept-Ranges"] = hvBytes
-	h["Content-Length"] = o.ContentLength
-	if err := httpserve.WriteWhole(w, r, http.StatusOK, o.Data); err != nil {
+	h["Content-Length"] = hv.ContentLength
+	if err := httpserve.WriteWhole(w, r, http.StatusOK, body); err != nil {
 		panic(http.ErrAbortHandler) // the header is out: a broken connection, never a short 200
 	}
 	return nil
@@ -283,34 +289,25 @@ func plainRequest(r *http.Request) bool {
 	return true
 }
 
-// readSmall reads the file at path, expected to hold size bytes: it
-// returns up to size+1 bytes, so that a longer file shows. They are read
-// into a pooled buffer and copied out at their exact length: a slice of
-// size+1 bytes would take the next allocation size class (4 KiB + 1 is a
-// 4.75 KiB allocation), a fifth more memory kept per cached 4 KiB file.
-func readSmall(path string, size int64) ([]byte, error) {
+// readSmall appends the file at path, expected to hold size bytes, to
+// dst: up to size+1 bytes, so that a longer file shows (no fstat needed).
+func readSmall(dst []byte, path string, size int64) ([]byte, error) {
 	f, err := openFile(path)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	defer f.Close()
-	bp := readBufs.Get().(*[]byte)
-	defer readBufs.Put(bp)
-	if int64(cap(*bp)) < size+1 {
-		*bp = make([]byte, size+1)
-	}
-	b := (*bp)[:size+1]
-	n, err := io.ReadFull(f, b)
+	n0 := len(dst)
+	dst = slices.Grow(dst, int(size)+1)
+	n, err := io.ReadFull(f, dst[n0:n0+int(size)+1])
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		err = nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return bytes.Clone(b[:n]), nil
+	return dst[:n0+n], err
 }
 
-var readBufs = sync.Pool{New: func() any { return new([]byte) }}
+// bodyBufs holds the buffers small bodies are copied into to be sent.
+var bodyBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // serveSets serves SETS or its signature, and implements the long-poll.
 func (s *Server) serveSets(w http.ResponseWriter, r *http.Request, st *setsState, sig bool) error {
