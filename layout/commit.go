@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -29,6 +30,11 @@ type Commit struct {
 	// SetsData and SetsSig are the new SETS file, already listing this set's
 	// new ID and manifest sha256, and its .minisig.
 	SetsData, SetsSig []byte
+	// Stage, if not nil, is the set's directory built ahead (NewStage):
+	// Commit takes it over, checks each of its links against the manifest,
+	// and links only the rest. If nil, or not usable, Commit builds the
+	// directory from scratch.
+	Stage *Stage
 }
 
 // Commit publishes a set. The caller holds the Lock. It is the one gate both
@@ -213,19 +219,65 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 	}
 
 	staging := filepath.Join(r.Dir, stagingDir, stagingName(m.Set, m.ID))
-	// A leftover of a crashed run: rebuilding costs links, not copies.
-	if err := os.RemoveAll(staging); err != nil {
-		return err
+	dirs := map[string]bool{".": true} // set-relative directories made so far
+	var pre map[string]digest.SHA256   // links the Stage made
+	if c.Stage != nil {
+		var ok bool
+		pre, dirs, ok, err = c.Stage.takeOver(m.Set, staging)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			pre, dirs = nil, map[string]bool{".": true}
+		}
 	}
-	if err := os.Mkdir(staging, 0o755); err != nil {
-		return err
+	if pre == nil {
+		// A leftover of a crashed run: rebuilding costs links, not copies.
+		if err := os.RemoveAll(staging); err != nil {
+			return err
+		}
+		if err := os.Mkdir(staging, 0o755); err != nil {
+			return err
+		}
 	}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, os.RemoveAll(staging))
 		}
 	}()
-	dirs := map[string]bool{".": true} // set-relative directories made so far
+	// A staged link the manifest does not hold (the file changed after it
+	// was staged, or is gone) goes.
+	for p, d := range pre {
+		if e, ok := m.Lookup(p); ok && e.SHA256 == d {
+			continue
+		}
+		if err := os.Remove(filepath.Join(staging, filepath.FromSlash(p))); err != nil {
+			return err
+		}
+		delete(pre, p)
+	}
+	if pre != nil {
+		// And so do the directories no file of the manifest is in.
+		need := map[string]bool{".": true}
+		for _, e := range m.Entries {
+			for _, d := range parents(e.Path) {
+				need[d] = true
+			}
+		}
+		var extra []string
+		for d := range dirs {
+			if !need[d] {
+				extra = append(extra, d)
+			}
+		}
+		slices.SortFunc(extra, func(a, b string) int { return len(b) - len(a) }) // deepest first
+		for _, d := range extra {
+			if err := os.Remove(filepath.Join(staging, filepath.FromSlash(d))); err != nil {
+				return err
+			}
+			delete(dirs, d)
+		}
+	}
 	mkdirs := func(rel string) error {
 		for _, d := range parents(rel) {
 			if dirs[d] {
@@ -266,6 +318,9 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 					linked <- err
 					return
 				}
+			}
+			if d, ok := pre[e.Path]; ok && d == e.SHA256 {
+				continue
 			}
 			err := os.Link(r.ObjectPath(e.SHA256), filepath.Join(staging, filepath.FromSlash(e.Path)))
 			if err != nil {

@@ -59,11 +59,16 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 	if cerr := cp.wait(); cerr != nil && ctx.Err() == nil && (err == nil || errors.Is(err, context.Canceled)) {
 		err = cerr
 	}
+	stage := cp.stager.finish(err != nil)
+	if stage != nil {
+		// A no-op once the Commit took the Stage over.
+		defer func() { err = errors.Join(err, stage.Discard()) }()
+	}
 	if err != nil {
 		return Result{}, err
 	}
 	faultHook("hashed")
-	res, err = commitLocal(ctx, &cfg, root, items, st, cp.seen)
+	res, err = commitLocal(ctx, &cfg, root, items, st, cp.seen, stage)
 	res.Hash = hst
 	res.Sent += cp.sent
 	res.SentSize += cp.sentSize
@@ -77,6 +82,7 @@ type copier struct {
 	queue chan File
 
 	announced *manifest.Manifest // files equal to its entries are skipped; may be nil
+	stager    *stager            // links the set's files into the root as they are known
 
 	mu   sync.Mutex             // guards seen
 	seen map[digest.SHA256]bool // digests present or queued; read by the caller after wait
@@ -86,7 +92,8 @@ type copier struct {
 // a copy fails or cancel is called; hashing runs under it.
 func newCopier(ctx context.Context, cfg *Config, root *layout.Root, announced *manifest.Manifest) (*copier, context.Context) {
 	s, gctx := newSender(ctx, cfg)
-	c := &copier{sender: s, announced: announced, root: root, queue: make(chan File, 256), seen: map[digest.SHA256]bool{}}
+	c := &copier{sender: s, announced: announced, root: root, queue: make(chan File, 256), seen: map[digest.SHA256]bool{},
+		stager: newStager(root, cfg.Set)}
 	for range cfg.jobs(localJobs) {
 		s.g.Go(func() error { return consume(gctx, s.g, c.queue, c.copy) })
 	}
@@ -133,6 +140,7 @@ func (c *copier) add(ctx context.Context, f File) error {
 		c.mu.Lock()
 		c.seen[f.SHA256] = true
 		c.mu.Unlock()
+		c.stager.add(f.Path, f.SHA256, true)
 		return nil
 	}
 	if c.announced != nil {
@@ -140,6 +148,7 @@ func (c *copier) add(ctx context.Context, f File) error {
 			c.mu.Lock()
 			c.seen[f.SHA256] = true
 			c.mu.Unlock()
+			c.stager.add(f.Path, f.SHA256, false)
 			return nil
 		}
 	}
@@ -148,6 +157,9 @@ func (c *copier) add(ctx context.Context, f File) error {
 	c.seen[f.SHA256] = true
 	c.mu.Unlock()
 	if dup {
+		// Its object is stored or queued: the Stage links it if it is
+		// there by then, else the Commit does.
+		c.stager.add(f.Path, f.SHA256, true)
 		return nil
 	}
 	select {
@@ -160,15 +172,18 @@ func (c *copier) add(ctx context.Context, f File) error {
 
 func (c *copier) copy(f File) error {
 	ok, err := c.root.HasObject(f.SHA256)
-	if err != nil || ok {
+	if err != nil {
 		return err
 	}
-	c.begin()
-	if err := putFile(c.root, Item{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Src: f.Abs}); err != nil {
-		return err
+	if !ok {
+		c.begin()
+		if err := putFile(c.root, Item{Path: f.Path, Size: f.Size, SHA256: f.SHA256, Src: f.Abs}); err != nil {
+			return err
+		}
+		c.done(f.Size)
+		c.cfg.event(Event{Stage: StageSend, N: f.Size})
 	}
-	c.done(f.Size)
-	c.cfg.event(Event{Stage: StageSend, N: f.Size})
+	c.stager.add(f.Path, f.SHA256, true)
 	return nil
 }
 
@@ -207,7 +222,7 @@ func Rollback(ctx context.Context, cfg Config, root *layout.Root, to setid.ID) (
 	if err != nil {
 		return Result{}, err
 	}
-	return commitLocal(ctx, &cfg, root, items, st, nil)
+	return commitLocal(ctx, &cfg, root, items, st, nil, nil)
 }
 
 // localState is what a root holds for one set before a publish.
@@ -275,7 +290,8 @@ func sameContent(items []Item, m *manifest.Manifest) bool {
 // commitLocal is PublishLocal after hashing; the caller holds the lock and
 // read st under it. present lists digests known to be in root already
 // (nil: none).
-func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []Item, st *localState, present map[digest.SHA256]bool) (Result, error) {
+func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []Item, st *localState,
+	present map[digest.SHA256]bool, stage *layout.Stage) (Result, error) {
 	log := cfg.logger()
 	now := cfg.now()
 	res := Result{Set: cfg.Set, Files: len(items)}
@@ -294,7 +310,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if st.live.After(annID) {
 		cur, data, sig, err := localManifest(root, cfg.Set, st.live)
 		if err == nil && cur.Previous == annID && sameContent(items, cur) && !cur.Expired(now) {
-			if err := commitSet(ctx, cfg, root, st, cur, data, sig, v, now); err != nil {
+			if err := commitSet(ctx, cfg, root, st, cur, data, sig, v, now, nil); err != nil {
 				return res, err
 			}
 			log.Info("interrupted commit completed", "set", cfg.Set, "set_id", cur.ID)
@@ -316,7 +332,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 	if !changed {
 		res.ID = annID
 		if !setsAnnounce(st, v, cfg.Set, annID) {
-			if err := commitSet(ctx, cfg, root, st, st.announced, st.annData, st.annSig, v, now); err != nil {
+			if err := commitSet(ctx, cfg, root, st, st.announced, st.annData, st.annSig, v, now, nil); err != nil {
 				return res, err
 			}
 			log.Info("SETS repaired", "set", cfg.Set, "set_id", annID)
@@ -340,7 +356,7 @@ func commitLocal(ctx context.Context, cfg *Config, root *layout.Root, items []It
 		return res, fmt.Errorf("sign manifest: %w", err)
 	}
 	faultHook("signed")
-	if err := commitSet(ctx, cfg, root, st, m, data, sig, v, now); err != nil {
+	if err := commitSet(ctx, cfg, root, st, m, data, sig, v, now, stage); err != nil {
 		return res, err
 	}
 	res.New = true
@@ -367,9 +383,9 @@ func setsAnnounce(st *localState, v *sign.Verifier, set string, id setid.ID) boo
 // SETS announcing it. Rerun on a set already built (a Commit killed
 // midway), it completes that Commit: layout.Commit converges on a rerun.
 func commitSet(ctx context.Context, cfg *Config, root *layout.Root, st *localState, m *manifest.Manifest,
-	data, sig []byte, v *sign.Verifier, now time.Time) error {
+	data, sig []byte, v *sign.Verifier, now time.Time, stage *layout.Stage) error {
 	setsData, setsSig := manifest.SignSets(st.sets.With(setid.Entry{Set: cfg.Set, ID: m.ID, Manifest: digest.Sum(data)}), cfg.Signer)
-	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig}
+	c := layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: setsData, SetsSig: setsSig, Stage: stage}
 	return root.Commit(ctx, c, v, now)
 }
 

@@ -194,7 +194,7 @@ func TestSourceChangingAfterHashAbortsCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = commitLocal(t.Context(), &cfg, root, items, st, nil)
+	_, err = commitLocal(t.Context(), &cfg, root, items, st, nil, nil)
 	var ce *ChangedError
 	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
 		t.Fatalf("commitLocal = %v, want a *ChangedError naming All/a.pkg", err)
@@ -682,6 +682,44 @@ func TestPublishLocalRefusesOverlappingRootAndSource(t *testing.T) {
 	for _, src := range []string{dir, filepath.Join(dir, "root", "objects")} {
 		if _, err := PublishLocal(t.Context(), cfg, root, src); !errors.Is(err, ErrConfig) {
 			t.Errorf("PublishLocal(root %s, src %s) = %v, want ErrConfig", root.Dir, src, err)
+		}
+	}
+}
+
+func TestPublishLocalStagesWhileHashing(t *testing.T) {
+	src := t.TempDir()
+	files := map[string]string{"meta.conf": "m"}
+	for i := range 40 {
+		files[fmt.Sprintf("All/p%02d.pkg", i)] = fmt.Sprint("package ", i)
+	}
+	writeTree(t, src, files)
+	cfg, pub := testConfig(t)
+	cfg.HashCache = filepath.Join(t.TempDir(), "hc")
+	root := newRoot(t)
+	staging := filepath.Join(root.Dir, "staging")
+	for _, step := range []struct {
+		name   string
+		change map[string]string
+		new    bool
+	}{
+		{"first publish", nil, true},
+		{"unchanged", nil, false},
+		{"one file changed, one added", map[string]string{"All/p07.pkg": "rebuilt", "All/q.pkg": "new"}, true},
+		{"a duplicate of a new file", map[string]string{"All/r.pkg": "rebuilt"}, true},
+	} {
+		writeTree(t, src, step.change)
+		res, err := PublishLocal(t.Context(), cfg, root, src)
+		if err != nil || res.New != step.new {
+			t.Fatalf("%s: PublishLocal = %+v, %v; want New %v", step.name, res, err, step.new)
+		}
+		m := checkConsistent(t, root, testSet, pub)
+		for p, content := range step.change {
+			if e, ok := m.Lookup(p); !ok || e.SHA256 != digest.Sum([]byte(content)) {
+				t.Errorf("%s: live set has %s = %+v, want %q", step.name, p, e, content)
+			}
+		}
+		if ents, err := os.ReadDir(staging); err != nil || len(ents) != 0 {
+			t.Errorf("%s: staging/ holds %v (%v), want nothing", step.name, ents, err)
 		}
 	}
 }
