@@ -472,7 +472,7 @@ func (c *Cache) openEntry(key Key, i int32, size int64, ca bool) (*Object, error
 			return nil, err
 		}
 	}
-	f, err := os.Open(c.dataPath(key))
+	f, err := openFile(c.dataPath(key), os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -214,7 +214,7 @@ func (c *Cache) placeMeta(key Key, m Meta) error {
 		return err
 	}
 	tmp := filepath.Join(c.tmpDir, key.String()+metaSuffix+"."+strconv.FormatUint(tempSeq.Add(1), 10))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
+	f, err := openFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return err
 	}

@@ -293,7 +293,7 @@ func (f *fill) createTemp() error {
 	// Created read-only (0444, as committed objects are): no chmod at
 	// commit. The descriptor is writable all the same.
 	name := filepath.Join(f.c.tmpDir, f.key.String()+"."+strconv.FormatUint(tempSeq.Add(1), 10))
-	file, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o444)
+	file, err := openFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o444)
 	if err != nil {
 		return err
 	}
