@@ -362,8 +362,7 @@ func (f *fill) write(ctx context.Context, b []byte, grow bool, timer *time.Timer
 			f.mu.Lock()
 			f.written += int64(len(b))
 			f.fileN = f.written
-			f.setLimitLocked()
-			f.broadcastLocked()
+			f.advanceLocked()
 			f.mu.Unlock()
 			if grow && !c.reserve(f, int64(len(b))) {
 				f.toPassThrough() // an unknown size that outgrew the cache
@@ -402,8 +401,7 @@ func (f *fill) write(ctx context.Context, b []byte, grow bool, timer *time.Timer
 		m := copy(f.ring[at:], b[:k])
 		copy(f.ring, b[m:k])
 		f.written += k
-		f.setLimitLocked()
-		f.broadcastLocked()
+		f.advanceLocked()
 		f.mu.Unlock()
 		b = b[k:]
 	}
@@ -422,6 +420,7 @@ func (f *fill) dropLaggards() error {
 			delete(f.readers, s)
 		}
 	}
+	f.broadcastLocked() // the dropped ones learn it now
 	if len(f.readers) == 0 {
 		f.canceled = true
 		return errNoReaders
@@ -443,6 +442,17 @@ func (f *fill) setLimitLocked() {
 		f.limit = f.written
 	} else {
 		f.limit = max(0, f.written-f.holdBack)
+	}
+}
+
+// advanceLocked recomputes limit after bytes arrived and wakes the
+// readers only if it moved: while a small object is held back whole, its
+// chunks wake nobody (they could read nothing more).
+func (f *fill) advanceLocked() {
+	old := f.limit
+	f.setLimitLocked()
+	if f.limit != old {
+		f.broadcastLocked()
 	}
 }
 
