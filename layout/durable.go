@@ -328,6 +328,21 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 	// go. Temp files may belong to live writers: their links are counted
 	// off instead.
 	tempLinks := make(map[uint64]uint64) // inode -> links by temp files
+	// This Root's live Stages (the caller's, built under its Lock) stay;
+	// their links are counted off like temp files'.
+	live, staged := r.liveStages()
+	for _, p := range staged {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if ino := inode(fi); ino != 0 {
+			tempLinks[ino]++
+		}
+	}
 	stage := filepath.Join(r.Dir, stagingDir)
 	sents, err := os.ReadDir(stage)
 	if err != nil {
@@ -335,6 +350,7 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 	}
 	for _, e := range sents {
 		switch {
+		case live[filepath.Join(stage, e.Name())]:
 		case isWorkDir(e.Name()):
 			if err := os.RemoveAll(filepath.Join(stage, e.Name())); err != nil {
 				return nil, err
@@ -419,6 +435,23 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 			return nil, err
 		}
 		removed = append(removed, d)
+	}
+	if len(removed) > 0 {
+		gone := make(map[digest.SHA256]bool, len(removed))
+		for _, d := range removed {
+			gone[d] = true
+		}
+		r.mu.Lock()
+		stages := make([]*Stage, 0, len(r.stages))
+		for _, s := range r.stages {
+			stages = append(stages, s)
+		}
+		r.mu.Unlock()
+		for _, s := range stages {
+			if err := s.dropObjects(gone); err != nil {
+				return nil, err
+			}
+		}
 	}
 	// The removals and the kept objects must be on disk before the marker
 	// goes: a check lost to a power loss would otherwise be lost for good.

@@ -108,6 +108,9 @@ type Root struct {
 	// none began during its sync.
 	inflight int
 	started  uint64
+	// stages are this Root's live Stages, by directory: not crash
+	// leftovers, whatever their name says (see Recover).
+	stages map[string]*Stage
 }
 
 // Open opens the root at dir, which must exist, creating objects/sha256,

@@ -25,8 +25,9 @@ import (
 // Recover and GC remove as a crash leftover: the caller must hold the Lock
 // from NewStage until the Commit that takes the Stage over, or Discard.
 // Linking an object that is not durable yet is safe for the same reason
-// as Commit's own early links (see durable.go). Link is safe for
-// concurrent use.
+// as Commit's own early links (see durable.go); Recover keeps this Root's
+// live Stages, does not take their links for a set's, and drops their
+// links to the objects it removes. Link is safe for concurrent use.
 type Stage struct {
 	r   *Root
 	set string
@@ -52,7 +53,44 @@ func (r *Root) NewStage(set string) (*Stage, error) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("new stage: %w", err)
 	}
-	return &Stage{r: r, set: set, dir: dir, links: map[string]digest.SHA256{}, dirs: map[string]bool{".": true}}, nil
+	s := &Stage{r: r, set: set, dir: dir, links: map[string]digest.SHA256{}, dirs: map[string]bool{".": true}}
+	r.mu.Lock()
+	if r.stages == nil {
+		r.stages = make(map[string]*Stage)
+	}
+	r.stages[dir] = s
+	r.mu.Unlock()
+	return s, nil
+}
+
+// forget drops the Stage at dir from its Root's live Stages.
+func (r *Root) forget(dir string) {
+	r.mu.Lock()
+	delete(r.stages, dir)
+	r.mu.Unlock()
+}
+
+// liveStages returns the directories of this Root's live Stages and the
+// paths they linked (absolute).
+func (r *Root) liveStages() (dirs map[string]bool, paths []string) {
+	r.mu.Lock()
+	stages := make([]*Stage, 0, len(r.stages))
+	for _, s := range r.stages {
+		stages = append(stages, s)
+	}
+	r.mu.Unlock()
+	dirs = make(map[string]bool)
+	for _, s := range stages {
+		s.mu.Lock()
+		if s.dir != "" {
+			dirs[s.dir] = true
+			for p := range s.links {
+				paths = append(paths, filepath.Join(s.dir, filepath.FromSlash(p)))
+			}
+		}
+		s.mu.Unlock()
+	}
+	return dirs, paths
 }
 
 // Link makes the set's file path a hardlink of the object d. An object not
@@ -98,6 +136,27 @@ func (s *Stage) link(path string, d digest.SHA256) error {
 	return nil
 }
 
+// dropObjects removes the Stage's links to the objects in gone, which
+// Recover removed as damaged: such a link holds the damaged inode, and the
+// Commit must link the path again from objects/.
+func (s *Stage) dropObjects(gone map[digest.SHA256]bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" {
+		return nil
+	}
+	for p, d := range s.links {
+		if !gone[d] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, filepath.FromSlash(p))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		delete(s.links, p)
+	}
+	return nil
+}
+
 // Discard removes the Stage's directory unless a Commit took it over. It
 // is safe to call more than once, and after Commit.
 func (s *Stage) Discard() error {
@@ -108,6 +167,7 @@ func (s *Stage) Discard() error {
 	}
 	dir := s.dir
 	s.dir = ""
+	s.r.forget(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("discard stage: %w", err)
 	}
@@ -119,11 +179,14 @@ func (s *Stage) Discard() error {
 // Stage cannot be used (another set, a failed Link, already used); then
 // the caller builds from scratch.
 func (s *Stage) takeOver(set, staging string) (links map[string]digest.SHA256, dirs map[string]bool, ok bool, err error) {
+	// Lock order: Root.mu (in forget) is taken with s.mu held, never the
+	// reverse (liveStages releases Root.mu first).
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dir == "" || s.err != nil || s.set != set {
 		return nil, nil, false, nil
 	}
+	s.r.forget(s.dir)
 	if s.dir != staging {
 		// A leftover of a crashed run may hold the name.
 		if err := os.RemoveAll(staging); err != nil {

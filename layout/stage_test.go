@@ -188,3 +188,63 @@ func TestCommitStageNameCollisions(t *testing.T) {
 		})
 	}
 }
+
+// A writer dies with un-synced objects while this Root's Stage is live:
+// Recover keeps the Stage (not a crash leftover) but does not take the
+// Stage's links for a set's, so a partial object the Stage linked is
+// still found and removed, and the Commit does not keep the Stage's link
+// to its damaged inode.
+func TestRecoverKeepsLiveStageButChecksItsLinks(t *testing.T) {
+	k := newKeys(t, t.TempDir())
+	r := newRoot(t)
+	id1 := mustID(t, "20261124T031500Z")
+	mustCommit(t, r, k, newCommit(t, r, k, set1, id1, setid.ID{}, files{"meta.conf": "m"}))
+	unlock, err := r.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	s, err := r.NewStage(set1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Discard()
+	w, err := Open(r.Dir) // another writer (process) on the same root
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []byte("an upload of a writer that dies")
+	dx := digest.Sum(x)
+	if err := w.PutObject(dx, int64(len(x)), strings.NewReader(string(x))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Link("All/x.pkg", dx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Link("meta.conf", digest.Sum([]byte("m"))); err != nil {
+		t.Fatal(err)
+	}
+	dieUnsynced(t, w)
+	damage(t, w.ObjectPath(dx), "truncated")
+	removed, err := r.Recover(t.Context())
+	if err != nil || len(removed) != 1 || removed[0] != dx {
+		t.Fatalf("Recover = %v, %v; want %s removed", removed, err, dx)
+	}
+	s.mu.Lock()
+	dir := s.dir
+	s.mu.Unlock()
+	if _, err := os.Stat(filepath.Join(dir, "meta.conf")); err != nil {
+		t.Fatalf("the live Stage lost its links: %v", err)
+	}
+	// The publisher sends x again; the Commit relinks it from objects/.
+	if err := r.PutObject(dx, int64(len(x)), strings.NewReader(string(x))); err != nil {
+		t.Fatal(err)
+	}
+	id2 := mustID(t, "20261125T031500Z")
+	c := newCommit(t, r, k, set1, id2, id1, files{"All/x.pkg": string(x), "meta.conf": "m"})
+	c.Stage = s
+	if err := r.Commit(t.Context(), c, k.v, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	checkSet(t, r, k, set1, id2)
+}
