@@ -203,6 +203,13 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		if seen[e.SHA256] {
 			continue
 		}
+		// An object the Stage linked is there (under the Lock only
+		// Recover removes objects, and it drops the Stage's links to
+		// them). With syncfs, whether it is fresh does not matter: spare
+		// the stat.
+		if useSyncfs && c.Stage.has(m.Set, e.Path, e.SHA256) {
+			continue
+		}
 		seen[e.SHA256] = true
 		fi, err := os.Lstat(r.ObjectPath(e.SHA256))
 		switch {

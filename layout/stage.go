@@ -157,6 +157,18 @@ func (s *Stage) dropObjects(gone map[digest.SHA256]bool) error {
 	return nil
 }
 
+// has reports whether the Stage, usable for a Commit of set, linked the
+// object d as path. A nil Stage has nothing.
+func (s *Stage) has(set, path string, d digest.SHA256) bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	got, ok := s.links[path]
+	return ok && got == d && s.dir != "" && s.err == nil && s.set == set
+}
+
 // Discard removes the Stage's directory unless a Commit took it over. It
 // is safe to call more than once, and after Commit.
 func (s *Stage) Discard() error {
