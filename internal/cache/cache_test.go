@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -1074,5 +1075,66 @@ func TestRemove(t *testing.T) {
 	fillAndRead(t, c, key, specFor(b, u))
 	if n := u.fetches.Load(); n != 2 {
 		t.Errorf("fetches = %d, want 2", n)
+	}
+}
+
+// TestSmallFillGathered: an object held back whole until verified is
+// gathered and written once, however its body arrives: the bytes are
+// right, and a body a byte short or long fails as a size error.
+func TestSmallFillGathered(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		size   int
+		extra  int // bytes sent beyond size (negative: fewer)
+		chunks int
+		ok     bool
+	}{
+		{"whole in one read", 5000, 0, 1, true},
+		{"in many reads", 5000, 0, 50, true},
+		{"exactly 64 KiB", 64 << 10, 0, 7, true},
+		{"a byte short", 5000, -1, 3, false},
+		{"a byte long", 5000, 1, 3, false},
+		{"64 KiB and a byte long", 64 << 10, 1, 2, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var writes atomic.Int64
+			c := newCache(t, Config{Fault: func(step string) error {
+				if step == "write" {
+					writes.Add(1)
+				}
+				return nil
+			}})
+			b := randBytes(tc.size, uint64(tc.size+tc.extra))
+			sent := append(bytes.Clone(b), randBytes(max(tc.extra, 0), 1)...)[:tc.size+tc.extra]
+			fd := newFeed()
+			u := &upstream{body: func() io.ReadCloser { return fd }}
+			s, err := c.Fill(keyOf(b), specFor(b, u))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			go func() {
+				step := (len(sent) + tc.chunks - 1) / tc.chunks
+				for i := 0; i < len(sent); i += step {
+					if !fd.send(sent[i:min(i+step, len(sent))]) {
+						return
+					}
+				}
+				close(fd.ch)
+			}()
+			got, err := readAll(s)
+			var se *digest.SizeError
+			switch {
+			case tc.ok && (err != nil || !bytes.Equal(got, b)):
+				t.Errorf("read %d bytes, %v; want all %d", len(got), err, len(b))
+			case !tc.ok && !errors.As(err, &se):
+				t.Errorf("read %d bytes, %v; want a *digest.SizeError", len(got), err)
+			case !tc.ok && len(got) != 0:
+				t.Errorf("a failed fill released %d bytes", len(got))
+			case tc.ok && writes.Load() != 1:
+				t.Errorf("%d writes to the temp file, want 1", writes.Load())
+			}
+		})
 	}
 }

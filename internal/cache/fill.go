@@ -226,30 +226,43 @@ func (f *fill) fetch(ctx context.Context) error {
 		h = digest.New()
 	}
 	pool := &bufPool
-	if size >= 0 && size <= smallChunk {
+	if size >= 0 && size < smallChunk {
 		pool = &smallBufPool
 	}
 	bp := pool.Get().(*[]byte)
 	defer pool.Put(bp)
 	buf := *bp
-	var got int64
+	// An object held back whole (hb == size) reaches its readers only once
+	// verified: gather it in buf and write it once, not chunk by chunk.
+	// buf stays at least a byte longer than size, so a Read can still
+	// report the end, or a byte too many.
+	gather := size >= 0 && hb >= size && size < int64(len(buf))
+	var got, pending int64
 	for {
-		n, rerr := body.Read(buf)
+		n, rerr := body.Read(buf[pending:])
 		if n > 0 {
 			timer.Reset(stall)
 			if size >= 0 && got+int64(n) > size {
 				return fmt.Errorf("fill %s: %w", f.key, &digest.SizeError{Want: size, Got: got + int64(n)})
 			}
+			chunk := buf[pending : pending+int64(n)]
 			if h != nil {
-				h.Write(buf[:n])
+				h.Write(chunk)
 			}
 			got += int64(n)
 			c.st.bytesUpstream.Add(int64(n))
-			if err := f.write(ctx, buf[:n], size < 0, timer); err != nil {
+			if gather {
+				pending += int64(n)
+			} else if err := f.write(ctx, chunk, size < 0, timer); err != nil {
 				return err
 			}
 		}
 		if rerr == io.EOF {
+			if pending > 0 {
+				if err := f.write(ctx, buf[:pending], false, timer); err != nil {
+					return err
+				}
+			}
 			break
 		}
 		if rerr != nil {
@@ -279,7 +292,9 @@ var (
 	smallBufPool = sync.Pool{New: func() any { b := make([]byte, smallChunk); return &b }}
 )
 
-const smallChunk = 64 << 10
+// smallChunk is the read buffer of a fill smaller than it (64 KiB
+// objects included, with room to see their end).
+const smallChunk = 65 << 10
 
 // tempSeq makes temp file names unique within a process; New empties
 // tmp/, so no other process's names are there.
