@@ -41,12 +41,12 @@ type Copied struct {
 // checks a known digest) reads it twice: for a file whose digest is not
 // known yet, such as one missing from the publisher's hash cache.
 //
-// The copy goes to a temp file in staging/ (the object's fan-out directory
-// is not known until the last byte), which is then linked into objects/ as
-// putObject does: without fsync, under this Root's marker of un-synced
-// objects (see durable.go), so the same crash promise holds. An object
-// already present is kept and the copy dropped. A temp file left by a
-// crash is collected by GC (staging/ entries older than its grace).
+// The copy goes to a temp file in a fan-out directory of objects/ (the
+// object's own is not known until the last byte), which is then linked
+// into place as putObject does: without fsync, under this Root's marker of
+// un-synced objects (see durable.go), so the same crash promise holds. An
+// object already present is kept and the copy dropped. A temp file left by
+// a crash is collected by GC (temp files older than its grace).
 // CopyFile needs no Lock and is safe for concurrent use.
 func (r *Root) CopyFile(srcPath string, opt CopyOptions) (Copied, error) {
 	c, err := r.copyFile(srcPath, opt)
@@ -67,7 +67,7 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 		return c, err
 	}
 	defer func() { err = errors.Join(err, src.Close()) }()
-	tmp, dst, err := r.createStagingTemp()
+	tmp, dst, err := r.createCopyTemp()
 	if err != nil {
 		return c, err
 	}
@@ -128,9 +128,27 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 // syscall: once is enough).
 var copyTempPrefix = objectTempPrefix + "copy-" + strconv.Itoa(os.Getpid()) + "-"
 
-// createStagingTemp creates a new temp file in staging/ for CopyFile.
-func (r *Root) createStagingTemp() (string, *rawFile, error) {
-	return createTempIn(filepath.Join(r.Dir, stagingDir), copyTempPrefix)
+// copyTempDir is the fan-out directory of CopyFile's temp files: the
+// object's own is not known until the last byte. One fixed directory, so
+// that a root's tree does not depend on chance (the crash tests compare
+// trees).
+const copyTempDir = "00"
+
+// createCopyTemp creates a new temp file for CopyFile in a fan-out
+// directory of objects/, where temp files of objects belong: GC collects
+// a crash's leftovers there, and staging/ holds only work directories.
+func (r *Root) createCopyTemp() (string, *rawFile, error) {
+	fan := filepath.Join(r.Dir, objectsDir, algoDir)
+	sub := copyTempDir
+	dir := filepath.Join(fan, sub)
+	tmp, f, err := createTempIn(dir, copyTempPrefix)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err := mkdirAllSync(fan, sub); err != nil {
+			return "", nil, err
+		}
+		tmp, f, err = createTempIn(dir, copyTempPrefix)
+	}
+	return tmp, f, err
 }
 
 // linkObject links the complete, closed temp file tmp into objects/ as d
