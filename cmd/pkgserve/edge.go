@@ -69,6 +69,10 @@ func runEdge(c *cli.Context) (err error) {
 	if err != nil || size <= 0 {
 		return usagef("--cache-size %q: want a size like 500MiB or 50GiB", c.String("cache-size"))
 	}
+	mem, err := memoryCache(c)
+	if err != nil {
+		return err
+	}
 	if c.Duration("poll") <= 0 || c.Duration("notify-rate") < 0 || c.Duration("first-byte-timeout") < 0 || c.Duration("upstream-stall-timeout") < 0 {
 		return usagef("--poll must be positive; --notify-rate, --first-byte-timeout and --upstream-stall-timeout not negative")
 	}
@@ -99,6 +103,7 @@ func runEdge(c *cli.Context) (err error) {
 		Verifier:         verifier,
 		Cache:            ch,
 		StateDir:         filepath.Join(dir, "state"),
+		MemoryCacheBytes: mem,
 		UpstreamCAFile:   c.String("upstream-ca"),
 		FirstByteTimeout: c.Duration("first-byte-timeout"),
 		StallTimeout:     c.Duration("upstream-stall-timeout"),

@@ -35,7 +35,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/pkgcdn/pkgcdn/internal/edge"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/objcache"
 	"github.com/pkgcdn/pkgcdn/internal/version"
 )
 
@@ -71,6 +73,8 @@ func commonFlags() []cli.Flag {
 			Usage: "address of the admin listener (/healthz, /metrics); \"\" disables it"},
 		&cli.BoolFlag{Name: "admin-pprof", EnvVars: env("admin-pprof"),
 			Usage: "also serve Go's profiler on the admin listener under /debug/pprof/ (for `go tool pprof`; keep the listener private)"},
+		&cli.StringFlag{Name: "memory-cache", EnvVars: env("memory-cache"),
+			Usage: "memory that keeps small files, checked against their sha256, to answer them without the disk, like 64MiB (at most 1GiB; \"0\" turns it off) (default: 64MiB on the master, 8MiB on an edge)"},
 		&cli.StringFlag{Name: "tls-cert", EnvVars: env("tls-cert"),
 			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; reloaded on SIGHUP; default: plain HTTP)"},
 		&cli.StringFlag{Name: "tls-key", EnvVars: env("tls-key"),
@@ -290,4 +294,21 @@ func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
 		}
 	})
 	return g.Wait()
+}
+
+// memoryCache parses --memory-cache for origin.Config and edge.Config's
+// MemoryCacheBytes: 0 for the mode's default, -1 for off.
+func memoryCache(c *cli.Context) (int64, error) {
+	v := c.String("memory-cache")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := edge.ParseSize(v)
+	if err != nil || n < 0 || n > objcache.MaxArenaBytes {
+		return 0, usagef("--memory-cache %q: want a size like 64MiB, at most 1GiB, or 0 for none", v)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
 }

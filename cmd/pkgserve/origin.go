@@ -107,22 +107,27 @@ func runOrigin(c *cli.Context) error {
 
 	reg := newRegistry()
 	health := new(httpserve.Health)
+	mem, err := memoryCache(c)
+	if err != nil {
+		return err
+	}
 	srv, err := origin.New(origin.Config{
-		Root:            root,
-		Verifier:        verifier,
-		PublishToken:    token,
-		NoGrace:         !c.Bool("grace-sets"),
-		GraceSets:       c.Int("grace-depth"),
-		LongPollTimeout: c.Duration("long-poll-timeout"),
-		MaxWaiters:      c.Int("max-waiters"),
-		MaxObjectSize:   c.Int64("max-object-size"),
-		Notify:          c.StringSlice("notify"),
-		NotifyTimeout:   c.Duration("notify-timeout"),
-		Mirrors:         mirrors,
-		MirrorProbe:     c.Duration("mirror-probe"),
-		Registerer:      reg,
-		Health:          health,
-		Logger:          log,
+		Root:             root,
+		Verifier:         verifier,
+		PublishToken:     token,
+		NoGrace:          !c.Bool("grace-sets"),
+		GraceSets:        c.Int("grace-depth"),
+		LongPollTimeout:  c.Duration("long-poll-timeout"),
+		MaxWaiters:       c.Int("max-waiters"),
+		MaxObjectSize:    c.Int64("max-object-size"),
+		Notify:           c.StringSlice("notify"),
+		NotifyTimeout:    c.Duration("notify-timeout"),
+		Mirrors:          mirrors,
+		MirrorProbe:      c.Duration("mirror-probe"),
+		MemoryCacheBytes: mem,
+		Registerer:       reg,
+		Health:           health,
+		Logger:           log,
 	})
 	if err != nil {
 		return err

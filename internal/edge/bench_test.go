@@ -95,18 +95,3 @@ func BenchmarkSmallFill(b *testing.B) {
 		})
 	}
 }
-
-// BenchmarkSmallCache is the arena alone: copying a 4 KiB object out.
-func BenchmarkSmallCache(b *testing.B) {
-	c := newSmallCache(8<<20, memObjectMax)
-	body := []byte(pattern(4096, 13))
-	k := digest.Sum(body)
-	c.put(k, body)
-	buf := make([]byte, 0, memObjectMax)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, _, _, ok := c.copyTo(buf[:0], k); !ok {
-			b.Fatal("miss")
-		}
-	}
-}

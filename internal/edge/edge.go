@@ -23,6 +23,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/objcache"
 	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
@@ -142,7 +143,7 @@ type Edge struct {
 	pool *pool
 	lp   *pool // long-poll: no first-byte timeout
 	met  *metrics
-	mem  *smallCache // small objects in memory (manifest mode); nil if off
+	mem  *objcache.Cache // small objects in memory (manifest mode); nil if off
 
 	snap atomic.Pointer[snapshot] // manifest mode: what requests are answered from
 
@@ -247,7 +248,7 @@ func New(cfg Config) (*Edge, error) {
 	}
 	e.snap.Store(newSnapshot())
 	if e.manifestMode() && cfg.MemoryCacheBytes > 0 {
-		e.mem = newSmallCache(cfg.MemoryCacheBytes, memObjectMax)
+		e.mem = objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: memObjectMax})
 	}
 	if e.manifestMode() {
 		if err := e.loadState(); err != nil {

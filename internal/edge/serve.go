@@ -122,9 +122,9 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 	key := cache.Key(o.hash)
 	if e.mem != nil && o.size >= 0 && o.size <= memObjectMax {
 		bp := getBuf(o.size)
-		body, etag, clen, ok := e.mem.copyTo((*bp)[:0], o.hash)
+		body, hv, ok := e.mem.AppendTo((*bp)[:0], o.hash)
 		if ok {
-			h["Etag"], h["Content-Length"] = etag, clen
+			h["Etag"], h["Content-Length"] = hv.ETag, hv.ContentLength
 			h["Cache-Status"] = hdrHit
 			e.met.hit.Inc()
 			serveBytes(w, r, body, o.modified, e.met.bytesCache)
@@ -304,8 +304,8 @@ func (e *Edge) loadSmall(obj *cache.Object, hash digest.SHA256, dst []byte) ([]b
 	if err == io.EOF && int64(n) == size {
 		err = nil
 	}
-	if err == nil && !e.mem.put(hash, b) {
-		err = &digest.MismatchError{Want: hash, Got: digest.Sum(b)}
+	if err == nil {
+		_, err = e.mem.Put(hash, b) // a *digest.MismatchError for a damaged copy
 	}
 	if err != nil {
 		if _, rerr := e.cfg.Cache.Remove(cache.Key(hash)); rerr != nil && !errors.Is(rerr, cache.ErrNotFound) {
@@ -328,7 +328,7 @@ func (e *Edge) readWhole(s *cache.Stream, hash digest.SHA256, b []byte) ([]byte,
 		return nil, err
 	}
 	if e.mem != nil && len(b) <= memObjectMax {
-		_ = e.mem.put(hash, b) // the fill verified it: put cannot refuse it
+		_, _ = e.mem.Put(hash, b) // the fill verified it: Put cannot refuse it
 	}
 	return b, nil
 }

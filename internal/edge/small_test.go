@@ -1,9 +1,7 @@
 package edge
 
 import (
-	"bytes"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -13,63 +11,8 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/cache"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/objcache"
 )
-
-// TestSmallCacheRing puts objects of random sizes through a small arena:
-// whatever it still holds reads back exactly, the oldest go first, a
-// damaged copy is refused and an object too big is checked but not kept.
-func TestSmallCacheRing(t *testing.T) {
-	c := newSmallCache(20<<10, 4<<10)
-	if c == nil {
-		t.Fatal("newSmallCache = nil")
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	var keys []digest.SHA256
-	objs := map[digest.SHA256][]byte{}
-	for i := range 400 {
-		b := make([]byte, r.IntN(4<<10+1))
-		for j := range b {
-			b[j] = byte(r.Uint32())
-		}
-		k := digest.Sum(b)
-		if !c.put(k, b) {
-			t.Fatalf("put %d refused good bytes", i)
-		}
-		keys = append(keys, k)
-		objs[k] = b
-		if got, _, _, ok := c.copyTo(nil, k); !ok || !bytes.Equal(got, b) {
-			t.Fatalf("object %d just put: ok %v, equal %v", i, ok, bytes.Equal(got, b))
-		}
-		held := 0
-		for _, k := range keys {
-			got, etag, clen, ok := c.copyTo(nil, k)
-			if !ok {
-				continue
-			}
-			held++
-			if !bytes.Equal(got, objs[k]) || etag[0] != etagOf(k) || clen[0] != fmt.Sprint(len(objs[k])) {
-				t.Fatalf("after %d puts: an object reads back wrong", i)
-			}
-		}
-		if held == 0 || held > 20<<10 {
-			t.Fatalf("after %d puts: %d held", i, held)
-		}
-	}
-	if _, _, _, ok := c.copyTo(nil, keys[0]); ok {
-		t.Error("the oldest object is still held after the arena wrapped many times")
-	}
-	bad := []byte("tampered")
-	if c.put(digest.Sum([]byte("original")), bad) {
-		t.Error("put accepted bytes that are not their key's")
-	}
-	big := bytes.Repeat([]byte{1}, 5<<10)
-	if !c.put(digest.Sum(big), big) {
-		t.Error("put refused a good object too big to keep")
-	}
-	if _, _, _, ok := c.copyTo(nil, digest.Sum(big)); ok {
-		t.Error("an object above the size limit was kept")
-	}
-}
 
 // oneWriteServer serves h the way pkgserve does: through httpserve's
 // OneWriteListener, so that WriteWhole sends a response in one write.
@@ -101,7 +44,7 @@ func TestSmallObjectFromMemory(t *testing.T) {
 	key := cache.Key(digest.Sum([]byte(body)))
 	for _, base := range []string{e.srv.URL, oneWriteServer(t, e)} {
 		e.cache.Remove(key)
-		e.mem = newSmallCache(1<<20, memObjectMax)
+		e.mem = objcache.New(objcache.Config{MaxBytes: 1 << 20, MaxObjectBytes: memObjectMax})
 		before := m.objectFetches()
 		resp, b := mustGet(t, base, p, http.StatusOK)
 		if string(b) != body || resp.Header.Get("Cache-Status") != csMiss {
@@ -153,7 +96,7 @@ func TestSmallDamagedDiskCopyRefetched(t *testing.T) {
 	key := cache.Key(digest.Sum([]byte(body)))
 	mustGet(t, e.srv.URL, p, http.StatusOK)
 	waitCached(t, e.cache, key)
-	e.mem = newSmallCache(1<<20, memObjectMax) // forget the copy made by the fill
+	e.mem = objcache.New(objcache.Config{MaxBytes: 1 << 20, MaxObjectBytes: memObjectMax}) // forget the copy made by the fill
 	hex := digest.SHA256(key).String()
 	f := filepath.Join(e.dir, "cache", "objects", hex[:2], hex)
 	if err := os.Chmod(f, 0o644); err != nil {

@@ -37,7 +37,7 @@ type Config struct {
 	// MaxBytes is the size of the arena: the memory the objects' bytes
 	// may take (their index, a few dozen bytes an object, is on the heap).
 	// If zero, 64 MiB; if negative, nothing is kept (Get loads and
-	// verifies every time).
+	// verifies every time). At most MaxArenaBytes.
 	MaxBytes int64
 	// MaxObjectBytes is the largest object kept; bigger ones are verified
 	// but not kept. If zero, 64 KiB.
@@ -96,8 +96,8 @@ func New(cfg Config) *Cache {
 		cfg.MaxObjectBytes = DefaultMaxObjectBytes
 	}
 	c := &Cache{maxObj: cfg.MaxObjectBytes, items: make(map[digest.SHA256]item)}
-	if cfg.MaxBytes > 0 && cfg.MaxBytes <= maxArena {
-		if arena, err := mapArena(int(cfg.MaxBytes)); err == nil {
+	if cfg.MaxBytes > 0 {
+		if arena, err := mapArena(int(min(cfg.MaxBytes, MaxArenaBytes))); err == nil {
 			c.arena = arena
 			runtime.AddCleanup(c, unmapArena, arena)
 		}
@@ -105,8 +105,8 @@ func New(cfg Config) *Cache {
 	return c
 }
 
-// maxArena bounds MaxBytes so that it fits an int on every platform.
-const maxArena = 1 << 30
+// MaxArenaBytes is the largest arena: a bigger Config.MaxBytes gets this.
+const MaxArenaBytes = 1 << 30
 
 // AppendTo appends object d to dst if the cache holds it, and returns the
 // result with the object's header values.
