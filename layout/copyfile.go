@@ -67,7 +67,7 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 		return c, err
 	}
 	defer func() { err = errors.Join(err, src.Close()) }()
-	tmp, dst, err := r.createCopyTemp()
+	tmp, dst, err := r.createCopyTemp(srcPath)
 	if err != nil {
 		return c, err
 	}
@@ -128,18 +128,17 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 // syscall: once is enough).
 var copyTempPrefix = objectTempPrefix + "copy-" + strconv.Itoa(os.Getpid()) + "-"
 
-// copyTempDir is the fan-out directory of CopyFile's temp files: the
-// object's own is not known until the last byte. One fixed directory, so
-// that a root's tree does not depend on chance (the crash tests compare
-// trees).
-const copyTempDir = "00"
-
-// createCopyTemp creates a new temp file for CopyFile in a fan-out
-// directory of objects/, where temp files of objects belong: GC collects
-// a crash's leftovers there, and staging/ holds only work directories.
-func (r *Root) createCopyTemp() (string, *rawFile, error) {
+// createCopyTemp creates a new temp file for the copy of srcPath in a
+// fan-out directory of objects/, where temp files of objects belong: GC
+// collects a crash's leftovers there, and staging/ holds only work
+// directories. The object's own directory is not known until the last
+// byte; the one picked is spread by the source's base name, since copies
+// sharing a directory contend for its lock (the create and the removal
+// of every temp file), and does not depend on chance (the crash tests
+// compare trees).
+func (r *Root) createCopyTemp(srcPath string) (string, *rawFile, error) {
 	fan := filepath.Join(r.Dir, objectsDir, algoDir)
-	sub := copyTempDir
+	sub := digest.Sum([]byte(filepath.Base(srcPath))).String()[:2]
 	dir := filepath.Join(fan, sub)
 	tmp, f, err := createTempIn(dir, copyTempPrefix)
 	if errors.Is(err, fs.ErrNotExist) {
