@@ -299,9 +299,12 @@ func (r *Root) setBases() ([]string, error) {
 	return names, nil
 }
 
-// isWorkDir reports whether a name in staging/ is one Commit (stagingName)
-// or GC (removeSet) makes.
+// isWorkDir reports whether a name in staging/ is one Commit (stagingName),
+// GC (removeSet) or NewStage makes.
 func isWorkDir(name string) bool {
+	if strings.HasPrefix(name, stagePrefix) {
+		return true // a Stage (NewStage)
+	}
 	name = strings.TrimPrefix(name, "gc-")
 	n := len(name) - len(setid.Layout)
 	if n < 2 || name[n-1] != '-' {

@@ -7,11 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/relpath"
-	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
 
 // Stage is the directory of a set built ahead of its Commit, while the
@@ -21,9 +19,13 @@ import (
 // half a second on ext4 that no parallelism shortens; made while the
 // source is read, they cost the Commit nothing.
 //
-// A Stage lives in staging/, which is never served, under a work name that
-// Recover and GC remove as a crash leftover: the caller must hold the Lock
-// from NewStage until the Commit that takes the Stage over, or Discard.
+// A Stage lives in staging/, which is never served, under a work name of
+// its own ("stage-…", never a Commit's) that Recover and GC of another
+// Root remove as a crash leftover. Its caller should hold the Lock from
+// NewStage until the Commit that takes the Stage over, or Discard; one that
+// does not (a master staging ahead of a remote publisher's commit) only
+// risks that another process's GC or Recover removes the Stage meanwhile,
+// and then the Commit builds the set from scratch.
 // Linking an object that is not durable yet is safe for the same reason
 // as Commit's own early links (see durable.go); Recover keeps this Root's
 // live Stages, does not take their links for a set's, and drops their
@@ -39,19 +41,22 @@ type Stage struct {
 	err   error           // the first failure: the Stage is then not used
 }
 
+// stagePrefix starts the names of Stages in staging/.
+const stagePrefix = "stage-"
+
 // NewStage makes an empty Stage for set, whose set ID is not known yet.
 func (r *Root) NewStage(set string) (*Stage, error) {
 	if err := ValidateSetName(set); err != nil {
 		return nil, err
 	}
-	// A provisional ID for the work name; Commit renames the directory to
-	// its ID's.
-	dir := filepath.Join(r.Dir, stagingDir, stagingName(set, setid.FromTime(time.Now())))
-	if err := os.RemoveAll(dir); err != nil {
+	// A work name of its own (no Commit's: see isWorkDir); Commit renames
+	// the directory to its staging name.
+	dir, err := os.MkdirTemp(filepath.Join(r.Dir, stagingDir), stagePrefix)
+	if err != nil {
 		return nil, fmt.Errorf("new stage: %w", err)
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("new stage: %w", err)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return nil, errors.Join(fmt.Errorf("new stage: %w", err), os.Remove(dir))
 	}
 	s := &Stage{r: r, set: set, dir: dir, links: map[string]digest.SHA256{}, dirs: map[string]bool{".": true}}
 	r.mu.Lock()
@@ -198,16 +203,20 @@ func (s *Stage) takeOver(set, staging string) (links map[string]digest.SHA256, d
 	if s.dir == "" || s.err != nil || s.set != set {
 		return nil, nil, false, nil
 	}
-	s.r.forget(s.dir)
-	if s.dir != staging {
-		// A leftover of a crashed run may hold the name.
-		if err := os.RemoveAll(staging); err != nil {
-			return nil, nil, false, err
-		}
-		if err := os.Rename(s.dir, staging); err != nil {
-			return nil, nil, false, err
-		}
+	dir := s.dir
+	s.r.forget(dir)
+	s.dir = "" // the Commit's now, or gone
+	// A leftover of a crashed run may hold the name.
+	if err := os.RemoveAll(staging); err != nil {
+		return nil, nil, false, errors.Join(err, os.RemoveAll(dir))
 	}
-	s.dir = "" // the Commit's now: it removes it if it fails
+	if err := os.Rename(dir, staging); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			// Removed meanwhile by another process's GC or Recover,
+			// which holds the Lock (a master stages without it).
+			return nil, nil, false, nil
+		}
+		return nil, nil, false, errors.Join(err, os.RemoveAll(dir))
+	}
 	return s.links, s.dirs, true, nil
 }

@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -459,5 +461,91 @@ func TestPublishNotifyGivesUp(t *testing.T) {
 	}
 	if got := f.metricValue("pkgcdn_origin_notify_total", "result", "failed"); got != 1 {
 		t.Errorf("notify_total{failed} = %v, want 1", got)
+	}
+}
+
+func TestPublishStagesAheadOnHint(t *testing.T) {
+	const set = "FreeBSD:14:amd64/latest"
+	v1 := map[string]string{"All/a.pkg": "a1", "All/b.pkg": "b", "meta.conf": "m"}
+	v2 := map[string]string{"All/a.pkg": "a2", "All/b.pkg": "b", "All/c.pkg": "c", "meta.conf": "m"}
+	v3 := map[string]string{"All/b.pkg": "b", "meta.conf": "m3"}
+	staging := func(f *fixture) []string {
+		ents, err := os.ReadDir(filepath.Join(f.root.Dir, "staging"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	hint := func(f *fixture) {
+		resp, body := f.api("POST", "missing?set="+url.QueryEscape(set), nil)
+		if resp.StatusCode != 200 || len(body) != 0 {
+			t.Fatalf("hint: %s %q", resp.Status, body)
+		}
+	}
+	f := newFixture(t, nil)
+	hint(f) // never published: nothing to stage
+	if got := staging(f); len(got) != 0 {
+		t.Fatalf("staging after a hint for an unknown set: %v", got)
+	}
+	f.publish(set, v1)
+	for _, step := range []struct {
+		name  string
+		files map[string]string
+		hints int
+	}{
+		{"one hint", v2, 1},
+		{"two hints", v3, 2},
+		{"no hint", v1, 0},
+	} {
+		for range step.hints {
+			hint(f)
+		}
+		if step.hints > 0 {
+			// The stage is built in the background: wait for it, then
+			// it is the only entry of staging/.
+			v, ok := ahead.Load(f.root)
+			if !ok {
+				t.Fatalf("%s: no stage after a hint", step.name)
+			}
+			as := v.(*aheadStages)
+			as.mu.Lock()
+			a := as.m[set]
+			as.mu.Unlock()
+			if a == nil {
+				t.Fatalf("%s: no stage of %s after a hint", step.name, set)
+			}
+			<-a.done
+			if got := staging(f); len(got) != 1 || !strings.HasPrefix(got[0], "stage-") {
+				t.Fatalf("%s: staging after the hint = %v, want one stage", step.name, got)
+			}
+		}
+		m, err := f.publishRemote(set, step.files)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if live := f.liveID(set); live != m.ID {
+			t.Fatalf("%s: live %s, want %s", step.name, live, m.ID)
+		}
+		rep, err := f.root.Verify(t.Context(), set, m.ID, f.verifier)
+		if err != nil || !rep.OK() {
+			t.Fatalf("%s: Verify = %+v, %v", step.name, rep, err)
+		}
+		var files []string
+		err = filepath.WalkDir(f.root.SetDir(set, m.ID), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.Type().IsRegular() && !strings.Contains(p, ".pkgcdn") {
+				files = append(files, p)
+			}
+			return err
+		})
+		if err != nil || len(files) != len(step.files) {
+			t.Errorf("%s: set holds %d files (%v), want %d", step.name, len(files), err, len(step.files))
+		}
+		if got := staging(f); len(got) != 0 {
+			t.Errorf("%s: staging after the commit: %v", step.name, got)
+		}
 	}
 }

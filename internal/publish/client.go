@@ -364,6 +364,28 @@ func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA2
 	return out, nil
 }
 
+// StageHint tells the master that a publish of set will commit changes:
+// an empty missing query with ?set=<name>, on which a master that knows
+// the hint starts building the set's directory from its live set, so that
+// the commit links only what changed (others ignore it). Not retried: it
+// only saves time.
+func (c *Client) StageHint(ctx context.Context, set string) error {
+	ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+	defer cancel()
+	u := route.PublishURL(c.base, "missing") + "?set=" + url.QueryEscape(set)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, http.NoBody)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := c.do(req, "missing", true)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10)) // empty by the protocol
+	return resp.Body.Close()
+}
+
 // postMissing sends the missing query body (digests, one a line; nil for
 // none), retrying, and hands the answer's body to read (once per attempt).
 func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Reader) error) error {

@@ -264,6 +264,8 @@ type uploader struct {
 	mu    sync.Mutex // guards batch, seen
 	batch []File
 	seen  map[digest.SHA256]bool
+
+	hint sync.Once // Client.StageHint at the first file that differs from live
 }
 
 // newUploader starts the query and upload workers. The context it returns
@@ -293,6 +295,18 @@ func (u *uploader) add(ctx context.Context, f File) error {
 		if e, ok := u.live.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
 			return nil
 		}
+	}
+	if u.live != nil {
+		// This publish will commit a change: let the master start
+		// building the set's directory now (best effort).
+		u.hint.Do(func() {
+			u.g.Go(func() error {
+				if err := u.c.StageHint(ctx, u.cfg.Set); err != nil {
+					u.cfg.logger().Debug("stage hint refused", "err", err)
+				}
+				return nil
+			})
+		})
 	}
 	u.mu.Lock()
 	if u.seen[f.SHA256] {
