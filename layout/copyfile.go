@@ -109,6 +109,7 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 	if err := dst.Chmod(0o444); err != nil {
 		return c, err
 	}
+	startWriteback(dst)
 	cerr := dst.Close()
 	dst = nil
 	if cerr != nil {

@@ -115,6 +115,7 @@ func (r *Root) putStream(d digest.SHA256, size int64, src io.Reader) (err error)
 	if err := f.Chmod(0o444); err != nil {
 		return err
 	}
+	startWriteback(f)
 	cerr := f.Close()
 	f = nil
 	if cerr != nil {
