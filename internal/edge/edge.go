@@ -240,6 +240,9 @@ func New(cfg Config) (*Edge, error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	if e.manifestMode() && cfg.MemoryCacheBytes > 0 {
+		e.mem = objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: memObjectMax})
+	}
 	e.met = newMetrics(e)
 	if cfg.Registerer != nil {
 		if err := e.met.register(cfg.Registerer); err != nil {
@@ -247,9 +250,6 @@ func New(cfg Config) (*Edge, error) {
 		}
 	}
 	e.snap.Store(newSnapshot())
-	if e.manifestMode() && cfg.MemoryCacheBytes > 0 {
-		e.mem = objcache.New(objcache.Config{MaxBytes: cfg.MemoryCacheBytes, MaxObjectBytes: memObjectMax})
-	}
 	if e.manifestMode() {
 		if err := e.loadState(); err != nil {
 			return nil, fmt.Errorf("edge: %w", err)

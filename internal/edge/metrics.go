@@ -85,8 +85,12 @@ func newMetrics(e *Edge) *metrics {
 }
 
 func (m *metrics) register(r prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{cacheCollector{m.e.cfg.Cache}, m.requests, m.bytesCache, m.bytesUpstream, m.upstreamFetches,
-		m.verifyFailures, m.notices, m.responses, m.setID, m.setLag, m.degraded, m.generation} {
+	cs := []prometheus.Collector{cacheCollector{m.e.cfg.Cache}, m.requests, m.bytesCache, m.bytesUpstream, m.upstreamFetches,
+		m.verifyFailures, m.notices, m.responses, m.setID, m.setLag, m.degraded, m.generation}
+	if m.e.mem != nil {
+		cs = append(cs, m.e.mem.Collectors("pkgcdn_edge")...)
+	}
+	for _, c := range cs {
 		if err := r.Register(c); err != nil {
 			return err
 		}

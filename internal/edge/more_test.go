@@ -140,6 +140,10 @@ func TestMetrics(t *testing.T) {
 		{"pkgcdn_edge_cache_fills_in_flight", nil, 0},
 		{"pkgcdn_edge_cache_evictions_total", nil, 0},
 		{"pkgcdn_edge_degraded", nil, 0},
+		{"pkgcdn_edge_memory_cache_loads_total", nil, 1}, // put by the fill
+		{"pkgcdn_edge_memory_cache_hits_total", nil, 1},
+		{"pkgcdn_edge_memory_cache_objects", nil, 1},
+		{"pkgcdn_edge_memory_cache_bytes", nil, 1},
 		{"pkgcdn_edge_set_lag_seconds", []string{"set", testSet}, 0},
 		{"pkgcdn_edge_set_id_seconds", []string{"set", testSet}, float64(e.liveID(testSet).Time().Unix())},
 	} {

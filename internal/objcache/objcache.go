@@ -54,7 +54,7 @@ type Headers struct {
 // Stats are a Cache's counters.
 type Stats struct {
 	Hits    int64 // lookups answered from memory
-	Misses  int64 // objects Get loaded that verified
+	Loads   int64 // objects checked and put (by Put, or by Get after a load)
 	Objects int   // objects held now
 	Bytes   int64 // bytes of the objects held now
 }
@@ -64,7 +64,7 @@ type Stats struct {
 type Cache struct {
 	maxObj int
 	hits   atomic.Int64
-	misses atomic.Int64
+	loads  atomic.Int64
 
 	mu    sync.RWMutex // guards the arena's contents, items, order, head, bytes
 	arena []byte       // nil: the cache keeps nothing
@@ -148,7 +148,6 @@ func (c *Cache) Get(dst []byte, d digest.SHA256, size int64, load func(dst []byt
 	if err != nil {
 		return dst, Headers{}, err
 	}
-	c.misses.Add(1)
 	return out, h, nil
 }
 
@@ -159,6 +158,7 @@ func (c *Cache) Put(d digest.SHA256, b []byte) (Headers, error) {
 	if got := digest.Sum(b); got != d {
 		return Headers{}, fmt.Errorf("object %s: %w", d, &digest.MismatchError{Want: d, Got: got})
 	}
+	c.loads.Add(1)
 	if c.arena == nil || len(b) > c.maxObj || len(b) > len(c.arena) {
 		return headersOf(d, len(b)), nil
 	}
@@ -201,5 +201,5 @@ func headersOf(d digest.SHA256, n int) Headers {
 func (c *Cache) Stats() Stats {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Objects: len(c.items), Bytes: c.bytes}
+	return Stats{Hits: c.hits.Load(), Loads: c.loads.Load(), Objects: len(c.items), Bytes: c.bytes}
 }

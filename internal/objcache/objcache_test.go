@@ -51,7 +51,7 @@ func TestGetLoadsOnceThenHits(t *testing.T) {
 	if loads != 1 {
 		t.Errorf("%d loads, want 1", loads)
 	}
-	if st := c.Stats(); st.Hits != 2 || st.Misses != 1 || st.Objects != 1 || st.Bytes != 5 {
+	if st := c.Stats(); st.Hits != 2 || st.Loads != 1 || st.Objects != 1 || st.Bytes != 5 {
 		t.Errorf("Stats = %+v", st)
 	}
 }

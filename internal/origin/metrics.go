@@ -60,16 +60,7 @@ func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, erro
 	if reg == nil {
 		return m, nil
 	}
-	mem := []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "memory_cache_hits_total",
-			Help: "Small files served from the memory cache."}, func() float64 { return float64(objs.Stats().Hits) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "memory_cache_loads_total",
-			Help: "Small files read from disk and verified."}, func() float64 { return float64(objs.Stats().Misses) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_bytes",
-			Help: "Bytes of the small files held in the memory cache."}, func() float64 { return float64(objs.Stats().Bytes) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "memory_cache_objects",
-			Help: "Small files held in memory."}, func() float64 { return float64(objs.Stats().Objects) }),
-	}
+	mem := objs.Collectors(ns)
 	for _, c := range append([]prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.liveAge, m.commits,
 		m.rejected, m.objects, m.objectBytes, m.notify}, mem...) {
 		if err := reg.Register(c); err != nil {
