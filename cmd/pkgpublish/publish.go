@@ -47,7 +47,7 @@ func (e *env) publishCmd() *cli.Command {
 			keyFlag(),
 			validFlag(),
 			&cli.IntFlag{Name: "jobs", EnvVars: envs("jobs"), Usage: "objects sent at once (0: 4 uploads with --master, 16 copies with --root)"},
-			&cli.IntFlag{Name: "hash-workers", EnvVars: envs("hash-workers"), Usage: "files hashed at once (0: one per CPU)"},
+			&cli.IntFlag{Name: "hash-workers", EnvVars: envs("hash-workers"), Usage: "files hashed at once; with --root they also copy new files (0: one per CPU, 4 per CPU with --root)"},
 			&cli.StringFlag{Name: "hash-cache", EnvVars: envs("hash-cache"),
 				Usage: "hash cache file (default: $XDG_CACHE_HOME/pkgcdn/ or ~/.cache/pkgcdn/, named after SRCDIR)"},
 			&cli.BoolFlag{Name: "no-hash-cache", EnvVars: envs("no-hash-cache"), Usage: "read and hash every file, keep no cache"},

@@ -10,8 +10,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// Default Config.Jobs: each local copy ends in an fsync, so a few in flight
-// keep the disk busy; remote uploads share one network path.
+// Default Config.Jobs: a local copy may wait for the disk (writeback,
+// the journal), so several in flight keep the CPUs busy; remote uploads
+// share one network path.
 const (
 	localJobs  = 16
 	remoteJobs = 4

@@ -44,7 +44,8 @@ type Config struct {
 	// also copy new files into the root and may wait for the disk.
 	HashWorkers int
 	// Jobs is the number of objects sent at once: uploads to a remote master
-	// (if zero, 4) or copies into a local root (if zero, 16: each ends in an fsync).
+	// (if zero, 4) or copies into a local root of files hashed before (if
+	// zero, 16; new files are copied by the hash workers as they hash).
 	Jobs int
 	// HashCache is the hash cache file. If "", no cache: every file is read.
 	HashCache string
