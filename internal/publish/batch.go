@@ -61,8 +61,8 @@ func batchHeader(o Object) string {
 
 // PutObjects uploads objs: a single object with PutObject, more as one
 // batch POST, retried as a whole on connection errors and 5xx (the master
-// skips the objects it already holds). Each file is hashed as it is sent,
-// as in PutObject. If the master has no batch upload (an older one answers
+// skips the objects it already holds). A file that changed since it was
+// hashed is a *ChangedError, as in PutObject. If the master has no batch upload (an older one answers
 // 404), PutObjects falls back to one PutObject per object, for the rest of
 // the Client's life.
 func (c *Client) PutObjects(ctx context.Context, objs []Object,
@@ -102,7 +102,7 @@ func (c *Client) putBatch(ctx context.Context, objs []Object,
 }
 
 // batchBody is the body of a batch: each object's header line, then its
-// file's bytes through a sendReader, which refuses a file that changed.
+// file's bytes through a sendReader, which refuses a file whose size changed.
 type batchBody struct {
 	objs []Object
 	open func(string) (io.ReadCloser, error)

@@ -410,9 +410,11 @@ func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Read
 }
 
 // PutObject uploads one object from the file at path (relPath names it in
-// errors), retrying on connection errors and 5xx. The file is hashed as it
-// is sent: if its bytes are not d and size (it changed since it was hashed),
-// the upload is aborted with a *ChangedError. progress, if not nil, gets
+// errors), retrying on connection errors and 5xx. If the file's bytes are
+// not d and size (it changed since it was hashed), the upload is aborted
+// (a size that differs, at once) or the master refuses it (the sha256: it
+// verifies every object) and PutObject returns a *ChangedError naming the
+// file (see changedSources). progress, if not nil, gets
 // the bytes sent (negative after a failed attempt, to take them back).
 func (c *Client) PutObject(ctx context.Context, d digest.SHA256, size int64, path, relPath string,
 	open func(string) (io.ReadCloser, error), progress func(int64)) error {

@@ -22,8 +22,9 @@ const commitAttempts = 4
 
 // PublishRemote publishes srcDir as cfg.Set to the master c: hash, ask which
 // objects the master lacks, upload those (cfg.Jobs at once), then commit the
-// signed manifest and SETS. A rerun after an interruption uploads only what
-// the master still lacks.
+// signed manifest and SETS. At the first file that differs from the live
+// set it hints the master to stage the set (Client.StageHint). A rerun
+// after an interruption uploads only what the master still lacks.
 func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (Result, error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
