@@ -195,31 +195,13 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 	if _, err := r.Recover(ctx); err != nil {
 		return err
 	}
-	// fresh: the referenced objects no set holds yet, which may not be on
-	// disk yet (PutObject does not fsync).
-	var missing, fresh []digest.SHA256
-	seen := make(map[digest.SHA256]bool)
-	for _, e := range m.Entries {
-		if seen[e.SHA256] {
-			continue
-		}
-		// An object the Stage linked is there (under the Lock only
-		// Recover removes objects, and it drops the Stage's links to
-		// them). With syncfs, whether it is fresh does not matter: spare
-		// the stat.
-		if useSyncfs && c.Stage.has(m.Set, e.Path, e.SHA256) {
-			continue
-		}
-		seen[e.SHA256] = true
-		fi, err := os.Lstat(r.ObjectPath(e.SHA256))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			missing = append(missing, e.SHA256)
-		case err != nil:
-			return err
-		case linkCount(fi) <= 1: // 0: unknown, so sync it
-			fresh = append(fresh, e.SHA256)
-		}
+	var staged map[digest.SHA256]uint64
+	if !useSyncfs {
+		staged = c.Stage.linksOf(m.Set)
+	}
+	missing, fresh, err := r.classify(m, c.Stage, staged)
+	if err != nil {
+		return err
 	}
 	if len(missing) > 0 {
 		return &MissingObjectsError{Missing: missing}
@@ -399,6 +381,42 @@ func (r *Root) buildSet(ctx context.Context, m *manifest.Manifest, c Commit) (er
 		return err
 	}
 	return faultHook("moved")
+}
+
+// classify returns the objects of m the root lacks, and those no set holds
+// yet (fresh), which may not be on disk yet (PutObject does not fsync).
+// staged counts the links to each object that stage (if any) holds: they
+// are no set's, so they do not say "durable". With syncfs, whether an
+// object is fresh does not matter, and one the Stage linked is there
+// (under the Lock only Recover removes objects, and it drops the Stage's
+// links to them): its stat is spared.
+func (r *Root) classify(m *manifest.Manifest, stage *Stage, staged map[digest.SHA256]uint64) (missing, fresh []digest.SHA256, err error) {
+	seen := make(map[digest.SHA256]bool)
+	for _, e := range m.Entries {
+		if seen[e.SHA256] {
+			continue
+		}
+		if useSyncfs && stage.has(m.Set, e.Path, e.SHA256) {
+			continue
+		}
+		seen[e.SHA256] = true
+		fi, err := os.Lstat(r.ObjectPath(e.SHA256))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			missing = append(missing, e.SHA256)
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		n := linkCount(fi) // 0: unknown, so sync it
+		if k := staged[e.SHA256]; k > 0 && n > 0 {
+			n -= min(k, n)
+		}
+		if n <= 1 {
+			fresh = append(fresh, e.SHA256)
+		}
+	}
+	return missing, fresh, nil
 }
 
 // syncFile fsyncs the file at path.

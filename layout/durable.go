@@ -23,8 +23,9 @@ package layout
 //  2. Commit, before it moves a set into sets/, makes every object it
 //     references durable: one syncfs(2) of the root's filesystem on Linux,
 //     else an fsync of each referenced object not yet in a set and of each
-//     of their fan-out directories. Objects already in a set (link count > 1)
-//     were made durable by the Commit that linked them. (Its hardlinks into
+//     of their fan-out directories. Objects already in a set (link count > 1,
+//     not counting the links of the Commit's Stage) were made durable by
+//     the Commit that linked them. (Its hardlinks into
 //     staging/, which is never served, are made while it syncs.) Then, if
 //     no putObject of this Root began during the sync, it removes its own
 //     marker: everything it wrote is durable.

@@ -174,6 +174,24 @@ func (s *Stage) has(set, path string, d digest.SHA256) bool {
 	return ok && got == d && s.dir != "" && s.err == nil && s.set == set
 }
 
+// linksOf returns how many links to each object the Stage, usable for a
+// Commit of set, holds. A nil Stage holds none.
+func (s *Stage) linksOf(set string) map[digest.SHA256]uint64 {
+	n := make(map[digest.SHA256]uint64)
+	if s == nil {
+		return n
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" || s.err != nil || s.set != set {
+		return n
+	}
+	for _, d := range s.links {
+		n[d]++
+	}
+	return n
+}
+
 // Discard removes the Stage's directory unless a Commit took it over. It
 // is safe to call more than once, and after Commit.
 func (s *Stage) Discard() error {

@@ -248,3 +248,43 @@ func TestRecoverKeepsLiveStageButChecksItsLinks(t *testing.T) {
 	}
 	checkSet(t, r, k, set1, id2)
 }
+
+// Without syncfs, Commit fsyncs the objects no set holds, told apart by
+// their link count: a Stage's link must not make an object another
+// writer has not synced yet look like one of a set.
+func TestStageLinksAreNoSets(t *testing.T) {
+	old := useSyncfs
+	useSyncfs = false
+	t.Cleanup(func() { useSyncfs = old })
+	k := newKeys(t, t.TempDir())
+	r := newRoot(t)
+	id1 := mustID(t, "20261124T031500Z")
+	mustCommit(t, r, k, newCommit(t, r, k, set1, id1, setid.ID{}, files{"meta.conf": "m"}))
+	w, err := Open(r.Dir) // another writer, alive, its object not synced
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := []byte("uploaded by another writer")
+	dx := digest.Sum(x)
+	if err := w.PutObject(dx, int64(len(x)), strings.NewReader(string(x))); err != nil {
+		t.Fatal(err)
+	}
+	s, err := r.NewStage(set1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Discard()
+	for p, d := range map[string]digest.SHA256{"All/x.pkg": dx, "meta.conf": digest.Sum([]byte("m"))} {
+		if err := s.Link(p, d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := newCommit(t, r, k, set1, mustID(t, "20261125T031500Z"), id1, files{"All/x.pkg": string(x), "meta.conf": "m"})
+	_, fresh, err := r.classify(c.Manifest, s, s.linksOf(set1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fresh, []digest.SHA256{dx}) {
+		t.Errorf("fresh = %v, want only %s (meta.conf is in a set)", fresh, dx)
+	}
+}
