@@ -602,3 +602,26 @@ func (s *Server) takeAhead(set string) *layout.Stage {
 	<-a.done
 	return a.st
 }
+
+// discardAhead discards every stage of s's root that no commit took,
+// waiting for those still being built. Run should call it when it ends
+// (a stage left behind is only removed by the next GC).
+func (s *Server) discardAhead() error {
+	v, ok := ahead.Load(s.root)
+	if !ok {
+		return nil
+	}
+	as := v.(*aheadStages)
+	as.mu.Lock()
+	stages := as.m
+	as.m = map[string]*aheadStage{}
+	as.mu.Unlock()
+	var errs []error
+	for _, a := range stages {
+		<-a.done
+		if a.st != nil {
+			errs = append(errs, a.st.Discard())
+		}
+	}
+	return errors.Join(errs...)
+}

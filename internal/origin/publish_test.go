@@ -548,4 +548,12 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 			t.Errorf("%s: staging after the commit: %v", step.name, got)
 		}
 	}
+	// A hint no commit follows: discardAhead (Run's end) removes its stage.
+	hint(f)
+	if err := f.srv.discardAhead(); err != nil {
+		t.Fatal(err)
+	}
+	if got := staging(f); len(got) != 0 {
+		t.Errorf("staging after discardAhead: %v", got)
+	}
 }
