@@ -196,6 +196,7 @@ type Server struct {
 
 	cache *manifestCache
 	objs  *objcache.Cache // small files, verified
+	ahead aheadStages     // sets staged ahead of their commits (publish.go)
 
 	mirrors atomic.Pointer[mirrorList] // served at "/"; changed by probeMirrors
 
@@ -295,6 +296,11 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer s.ReleaseWaiters()
+	defer func() {
+		if err := s.discardAhead(); err != nil {
+			s.log.Warn("discarding sets staged ahead of a commit", "err", err)
+		}
+	}()
 	if s.cfg.MirrorProbe > 0 && len(s.cfg.Mirrors) > 0 {
 		wg.Go(func() { s.probeMirrors(ctx) })
 	}

@@ -510,10 +510,8 @@ const (
 	aheadMax = 8 // sets staged at once per root
 )
 
-// ahead holds the stages of each root (a process may serve one root with
-// several Servers, in tests).
-var ahead sync.Map // *layout.Root -> *aheadStages
-
+// aheadStages are a Server's stages being built or waiting for a commit,
+// by set.
 type aheadStages struct {
 	mu sync.Mutex // guards m
 	m  map[string]*aheadStage
@@ -536,10 +534,12 @@ func (s *Server) stageAhead(set string) {
 	if err != nil {
 		return // never published: nothing to start from
 	}
-	v, _ := ahead.LoadOrStore(s.root, &aheadStages{m: map[string]*aheadStage{}})
-	as := v.(*aheadStages)
+	as := &s.ahead
 	as.mu.Lock()
 	defer as.mu.Unlock()
+	if as.m == nil {
+		as.m = map[string]*aheadStage{}
+	}
 	old := as.m[set]
 	if old != nil && old.live == live && time.Since(old.start) < aheadTTL {
 		return
@@ -587,11 +587,7 @@ func (s *Server) stageAhead(set string) {
 // takeAhead returns the stage of set, if any, once it is built, and
 // forgets it: the caller commits with it, then discards it.
 func (s *Server) takeAhead(set string) *layout.Stage {
-	v, ok := ahead.Load(s.root)
-	if !ok {
-		return nil
-	}
-	as := v.(*aheadStages)
+	as := &s.ahead
 	as.mu.Lock()
 	a := as.m[set]
 	delete(as.m, set)
@@ -603,15 +599,11 @@ func (s *Server) takeAhead(set string) *layout.Stage {
 	return a.st
 }
 
-// discardAhead discards every stage of s's root that no commit took,
-// waiting for those still being built. Run should call it when it ends
-// (a stage left behind is only removed by the next GC).
+// discardAhead discards every stage that no commit took, waiting for
+// those still being built. Run calls it when it ends (a stage left behind
+// would only be removed by the next GC).
 func (s *Server) discardAhead() error {
-	v, ok := ahead.Load(s.root)
-	if !ok {
-		return nil
-	}
-	as := v.(*aheadStages)
+	as := &s.ahead
 	as.mu.Lock()
 	stages := as.m
 	as.m = map[string]*aheadStage{}

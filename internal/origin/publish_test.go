@@ -507,11 +507,7 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 		if step.hints > 0 {
 			// The stage is built in the background: wait for it, then
 			// it is the only entry of staging/.
-			v, ok := ahead.Load(f.root)
-			if !ok {
-				t.Fatalf("%s: no stage after a hint", step.name)
-			}
-			as := v.(*aheadStages)
+			as := &f.srv.ahead
 			as.mu.Lock()
 			a := as.m[set]
 			as.mu.Unlock()
