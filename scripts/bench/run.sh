@@ -405,8 +405,14 @@ publish_remote() {
 
 # timeit CMD...: run CMD (output to LOGS/timed.log), print its seconds,
 # or "failed" (and return 0: the other side of the comparison still runs).
+# Every timed run starts after a sync (not timed): with the generator's and
+# the previous run's gigabytes still dirty in the page cache, whichever run
+# comes next would pay for their writeback (rsync's first-publish time
+# swung from 4 s to 19 s with it), and pkgpublish's syncfs would flush
+# rsync's writes too.
 timeit() {
 	local t0
+	sync
 	t0=$(now)
 	if "$@" >>"$LOGS/timed.log" 2>&1; then
 		since "$t0"
@@ -444,6 +450,7 @@ log file = $WORK/rsyncd/rsyncd.log
 	read only = no
 $( [[ $EUID == 0 ]] && printf '\tuid = root\n\tgid = root\n')
 EOF
+	note "publish: each timed run (rsync, pkgpublish --root, --master) starts after \`sync\`, so none pays for the writeback of the generator or of the run before it"
 	spawn rsyncd rsync --daemon --no-detach --config="$WORK/rsyncd/rsyncd.conf" --address=127.0.0.1 --port="$rport"
 	local i
 	for ((i = 0; i < 100; i++)); do rsync "rsync://127.0.0.1:$rport/" >/dev/null 2>&1 && break; sleep 0.1; done
