@@ -316,9 +316,12 @@ func (e *Edge) loadSmall(obj *cache.Object, hash digest.SHA256, dst []byte) ([]b
 	return b, nil
 }
 
-// readWhole waits for all len(b) bytes of a fill (verified, since the last
-// ones are held back until then) and reads them into b; a small one is
-// kept in e.mem too.
+// readWhole waits for all len(b) bytes of a fill and reads them into b; a
+// small one is kept in e.mem too. A fill's bytes were verified as they
+// arrived (the last ones are held back until then), but a hit's come from
+// the disk cache, and may be a copy loadSmall just found damaged but could
+// not remove (another reader had it open): those are checked here, and a
+// mismatch is an error, never served.
 func (e *Edge) readWhole(s *cache.Stream, hash digest.SHA256, b []byte) ([]byte, error) {
 	n, err := s.ReadAt(b, 0)
 	if err == io.EOF && n == len(b) {
@@ -327,8 +330,15 @@ func (e *Edge) readWhole(s *cache.Stream, hash digest.SHA256, b []byte) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	if e.mem != nil && len(b) <= memObjectMax {
-		_, _ = e.mem.Put(hash, b) // the fill verified it: Put cannot refuse it
+	switch {
+	case e.mem != nil && len(b) <= memObjectMax:
+		if _, err := e.mem.Put(hash, b); err != nil {
+			return nil, err
+		}
+	case s.Hit():
+		if got := digest.Sum(b); got != hash {
+			return nil, &digest.MismatchError{Want: hash, Got: got}
+		}
 	}
 	return b, nil
 }

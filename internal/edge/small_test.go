@@ -117,6 +117,46 @@ func TestSmallDamagedDiskCopyRefetched(t *testing.T) {
 	}
 }
 
+// TestSmallDamagedDiskCopyHeldOpen: a damaged small copy that cannot be
+// dropped because another reader has it open is still never served: the
+// request that finds it damaged gets an error status, not its bytes.
+func TestSmallDamagedDiskCopyHeldOpen(t *testing.T) {
+	t.Parallel()
+	s, v := testKeys(t)
+	m, up := newFakeMaster(t, s)
+	body := pattern(5000, 11)
+	m.publish(testSet, map[string]string{"All/h.pkg": body})
+	e := newTestEdge(t, v, []string{up.URL}, nil)
+	e.refresh(t)
+	p := "/" + testSet + "/All/h.pkg"
+	key := cache.Key(digest.Sum([]byte(body)))
+	mustGet(t, e.srv.URL, p, http.StatusOK)
+	waitCached(t, e.cache, key)
+	e.mem = objcache.New(objcache.Config{MaxBytes: 1 << 20, MaxObjectBytes: memObjectMax})
+	hex := digest.SHA256(key).String()
+	f := filepath.Join(e.dir, "cache", "objects", hex[:2], hex)
+	if err := os.Chmod(f, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bad := []byte(body)
+	bad[200] ^= 1
+	if err := os.WriteFile(f, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	held, err := e.cache.Get(key) // another reader: Remove must refuse
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, b := mustGet(t, e.srv.URL, p, http.StatusBadGateway)
+	if string(b) == string(bad) || resp.StatusCode == http.StatusOK {
+		t.Fatalf("served the damaged copy: %s", resp.Status)
+	}
+	held.Close()
+	if _, b := mustGet(t, e.srv.URL, p, http.StatusOK); string(b) != body {
+		t.Fatal("once the reader is gone, the object is not fetched again whole")
+	}
+}
+
 // TestSmallFillFailureIsAnErrorStatus: a small object is sent only whole
 // and verified, so a tampered upstream gives the client a 502, not a
 // broken 200.
