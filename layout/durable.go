@@ -262,6 +262,36 @@ func (r *Root) Recover(ctx context.Context) (removed []digest.SHA256, err error)
 	return removed, nil
 }
 
+// removeStaleWork removes the work directories of staging/ but this Root's
+// live Stages: under the Lock, any other is a crash leftover (or a stage
+// another process builds without the Lock, which only costs that stage's
+// commit its head start).
+func (r *Root) removeStaleWork() error {
+	stage := filepath.Join(r.Dir, stagingDir)
+	ents, err := os.ReadDir(stage)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var live map[string]bool
+	for _, e := range ents {
+		if !isWorkDir(e.Name()) {
+			continue
+		}
+		if live == nil {
+			live = r.liveStageDirs()
+		}
+		if p := filepath.Join(stage, e.Name()); !live[p] {
+			if err := os.RemoveAll(p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 	objDir := filepath.Join(r.Dir, objectsDir)
 	ents, err := os.ReadDir(r.Dir)
@@ -316,6 +346,13 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 			since = t
 		}
 	}
+	// Work directories in staging/ are crash leftovers under the Lock the
+	// caller holds, whether or not a writer died: their links must not
+	// pass for a set's (which would mean "synced" to a Commit classifying
+	// objects by link count, where syncfs is not used).
+	if err := r.removeStaleWork(); err != nil {
+		return nil, err
+	}
 	if len(dead) == 0 {
 		return nil, nil
 	}
@@ -331,7 +368,7 @@ func (r *Root) recover(ctx context.Context) ([]digest.SHA256, error) {
 	tempLinks := make(map[uint64]uint64) // inode -> links by temp files
 	// This Root's live Stages (the caller's, built under its Lock) stay;
 	// their links are counted off like temp files'.
-	live, staged := r.liveStages()
+	live, staged := r.liveStages(true)
 	for _, p := range staged {
 		fi, err := os.Lstat(p)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -293,5 +294,46 @@ func TestRecoverSeesThroughTempAndStagingLinks(t *testing.T) {
 				t.Errorf("markers after Recover = %v, want none", m)
 			}
 		})
+	}
+}
+
+// TestLockRemovesStaleWorkDirs: a committer killed after it linked objects
+// into staging/ leaves no marker when it wrote no object of its own; its
+// work directory must still go when the next writer takes the Lock, or its
+// links would pass for a set's ("synced") where Commit counts links
+// (systems without syncfs), and an object another writer has not synced
+// yet could go live unsynced. This Root's own live Stages stay.
+func TestLockRemovesStaleWorkDirs(t *testing.T) {
+	r := newRoot(t)
+	obj := []byte("uploaded by a writer that is still alive, not synced yet")
+	d := digest.Sum(obj)
+	if err := r.PutObject(d, int64(len(obj)), bytes.NewReader(obj)); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(r.Dir, stagingDir, stagingName(set1, mustID(t, "20261125T031500Z")), "All")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(r.ObjectPath(d), filepath.Join(stale, "x.pkg")); err != nil {
+		t.Fatal(err)
+	}
+	live, err := r.NewStage(set1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Discard()
+	if err := live.Link("All/x.pkg", d); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := r.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err := os.Stat(filepath.Dir(stale)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the stale work directory is still there after Lock: %v", err)
+	}
+	if _, err := os.Stat(live.dir); err != nil {
+		t.Errorf("this Root's live Stage was removed: %v", err)
 	}
 }

@@ -75,9 +75,15 @@ func (r *Root) forget(dir string) {
 	r.mu.Unlock()
 }
 
-// liveStages returns the directories of this Root's live Stages and the
-// paths they linked (absolute).
-func (r *Root) liveStages() (dirs map[string]bool, paths []string) {
+// liveStageDirs returns the directories of this Root's live Stages.
+func (r *Root) liveStageDirs() map[string]bool {
+	dirs, _ := r.liveStages(false)
+	return dirs
+}
+
+// liveStages returns the directories of this Root's live Stages and, if
+// withPaths, the paths they linked (absolute).
+func (r *Root) liveStages(withPaths bool) (dirs map[string]bool, paths []string) {
 	r.mu.Lock()
 	stages := make([]*Stage, 0, len(r.stages))
 	for _, s := range r.stages {
@@ -90,6 +96,9 @@ func (r *Root) liveStages() (dirs map[string]bool, paths []string) {
 		if s.dir != "" {
 			dirs[s.dir] = true
 			for p := range s.links {
+				if !withPaths {
+					break
+				}
 				paths = append(paths, filepath.Join(s.dir, filepath.FromSlash(p)))
 			}
 		}
