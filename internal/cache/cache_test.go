@@ -920,12 +920,22 @@ func TestPassThroughRangeFarAhead(t *testing.T) {
 	spec := specFor(b, u)
 	spec.NoStore = true
 	key := keyOf(b)
-	var wg sync.WaitGroup
-	for _, off := range []int64{0, 2 << 20, 3<<20 - 10} {
+	// Every client joins before any reads: a pass-through fill cannot run
+	// ahead of its readers, so it is still in flight for all three (had
+	// the first reader started at once, it could drain the whole fill
+	// before the next Fill on a loaded machine, which then fetches again).
+	offs := []int64{0, 2 << 20, 3<<20 - 10}
+	streams := make([]*Stream, len(offs))
+	for i := range offs {
 		s, err := c.Fill(key, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
+		streams[i] = s
+	}
+	var wg sync.WaitGroup
+	for i, off := range offs {
+		s := streams[i]
 		wg.Go(func() {
 			defer s.Close()
 			got, err := io.ReadAll(s.Reader(off))
