@@ -76,12 +76,18 @@ func TestMasterKilledDuringUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := newObjects(t, root, src)
-	pub := start(t, bin("pkgpublish"), e.publishArgs(master.url, src, "--jobs", "1", "--retries", "0")...)
+	// Each write(2) of the publisher is delayed by strace, so that the
+	// upload lasts long enough to be caught mid-way (a batch of small
+	// objects would otherwise land in a few milliseconds). Stopping strace
+	// below holds the publisher at its next write.
+	pub := start(t, needStrace(t), append([]string{"-f", "-qq", "-o", "/dev/null", "-e", "trace=write",
+		"-e", "inject=write:delay_enter=5000", "--", bin("pkgpublish")},
+		e.publishArgs(master.url, src, "--jobs", "1", "--retries", "0")...)...)
 	for !pub.Exited() && countPresent(want) < 1 {
 		time.Sleep(time.Millisecond) // polling another process's disk
 	}
-	// Freeze the publisher so that the master dies mid-upload however fast
-	// the uploads go, then let it run into the dead master.
+	// Freeze the publisher (its tracer) so that the master dies mid-upload,
+	// then let it run into the dead master.
 	if err := pub.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
