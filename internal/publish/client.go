@@ -370,43 +370,46 @@ func (c *Client) Missing(ctx context.Context, ds []digest.SHA256) ([]digest.SHA2
 // the commit links only what changed (others ignore it). Not retried: it
 // only saves time.
 func (c *Client) StageHint(ctx context.Context, set string) error {
-	ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
-	defer cancel()
 	u := route.PublishURL(c.base, "missing") + "?set=" + url.QueryEscape(set)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, http.NoBody)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "text/plain")
-	resp, err := c.do(req, "missing", true)
-	if err != nil {
-		return err
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10)) // empty by the protocol
-	return resp.Body.Close()
+	return c.smallPost(ctx, "missing", u, "text/plain", nil, discardUpTo(1<<10)) // empty by the protocol
 }
 
 // postMissing sends the missing query body (digests, one a line; nil for
 // none), retrying, and hands the answer's body to read (once per attempt).
 func (c *Client) postMissing(ctx context.Context, body []byte, read func(io.Reader) error) error {
 	return c.retry(ctx, "missing", func() error {
-		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "missing"), bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "text/plain")
-		resp, err := c.do(req, "missing", true)
-		if err != nil {
-			return err
-		}
-		if err := read(resp.Body); err != nil {
-			_ = resp.Body.Close() // the answer is already refused
-			return err
-		}
-		return resp.Body.Close()
+		return c.smallPost(ctx, "missing", route.PublishURL(c.base, "missing"), "text/plain", body, read)
 	})
+}
+
+// smallPost makes one authenticated POST of body to u under
+// smallCallTimeout and hands the answer's body to read.
+func (c *Client) smallPost(ctx context.Context, op, u, contentType string, body []byte, read func(io.Reader) error) error {
+	ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := c.do(req, op, true)
+	if err != nil {
+		return err
+	}
+	if err := read(resp.Body); err != nil {
+		_ = resp.Body.Close() // the answer is already refused
+		return err
+	}
+	return resp.Body.Close()
+}
+
+// discardUpTo reads and drops an answer known to say nothing new, at most
+// n bytes of it.
+func discardUpTo(n int64) func(io.Reader) error {
+	return func(r io.Reader) error {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r, n))
+		return nil
+	}
 }
 
 // PutObject uploads one object from the file at path (relPath names it in
@@ -599,18 +602,7 @@ func (c *Client) Commit(ctx context.Context, cr CommitRequest) error {
 		return err
 	}
 	return c.retry(ctx, "commit", func() error {
-		ctx, cancel := context.WithTimeout(ctx, smallCallTimeout)
-		defer cancel()
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, route.PublishURL(c.base, "commit"), bytes.NewReader(body))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := c.do(req, "commit", true)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16)) // {"set","id"}: we know both
-		return resp.Body.Close()
+		// The answer is {"set","id"}: we know both.
+		return c.smallPost(ctx, "commit", route.PublishURL(c.base, "commit"), "application/json", body, discardUpTo(1<<16))
 	})
 }
