@@ -26,6 +26,10 @@ type CopyOptions struct {
 	// Open opens the source. If nil, it is opened directly, the cheapest
 	// way (tests read through their own opener).
 	Open func(name string) (io.ReadCloser, error)
+	// SizeHint is the source's size if known (its scan), else 0. A large
+	// copy is then written around the page cache (see directMin); the
+	// bytes stored and their check do not depend on it.
+	SizeHint int64
 }
 
 // Copied is what CopyFile stored.
@@ -79,12 +83,14 @@ func (r *Root) copyFile(srcPath string, opt CopyOptions) (c Copied, err error) {
 			err = errors.Join(err, ignoreNotExist(os.Remove(tmp)))
 		}
 	}()
+	dst.writeAround(opt.SizeHint)
 	h := digest.New()
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	n := int64(0)
 	for {
-		k, rerr := src.Read(*buf)
+		// Whole buffers: a direct write takes whole blocks only.
+		k, rerr := readFull(src, *buf)
 		if k > 0 {
 			h.Write((*buf)[:k])
 			if _, err := dst.Write((*buf)[:k]); err != nil {

@@ -91,6 +91,7 @@ func (r *Root) putStream(d digest.SHA256, size int64, src io.Reader) (err error)
 			err = errors.Join(err, ignoreNotExist(os.Remove(tmp)))
 		}
 	}()
+	f.writeAround(size)
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	v := digest.NewVerifier(src, d, size)
@@ -265,7 +266,7 @@ func copyVerify(dst, src *os.File, d digest.SHA256, size int64) error {
 
 // copyBufs holds the buffers of user-space copies and re-reads: large
 // enough that a syscall moves much data, too large to allocate per file.
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+var copyBufs = sync.Pool{New: func() any { b := alignedBuf(1 << 20); return &b }}
 
 // userCopy copies src to dst in user space, hashing the bytes it copies.
 func userCopy(dst, src *os.File, d digest.SHA256, size int64) error {

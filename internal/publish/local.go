@@ -117,6 +117,7 @@ func (c *copier) store(f *File, cached bool, progress func(int64)) (bool, int64,
 		Progress: progress,
 		Open:     c.cfg.open,
 		Check:    func(n int64) error { return checkUnchanged(f, n) },
+		SizeHint: f.Size,
 	})
 	var ce *ChangedError
 	switch {
