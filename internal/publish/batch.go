@@ -1,6 +1,7 @@
 package publish
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,6 +28,7 @@ type Object struct {
 	Size   int64  // bytes, as hashed
 	Path   string // the file to read
 	Name   string // names the file in errors (its set-relative path)
+	data   []byte // the bytes hashed, if kept (see retainer): sent instead of reading Path
 }
 
 // batches groups objs into units of upload: a batch of small objects (up
@@ -157,10 +159,15 @@ func (b *batchBody) Read(p []byte) (int, error) {
 		default:
 			o := b.objs[0]
 			b.objs = b.objs[1:]
-			f, err := b.open(o.Path)
-			if err != nil {
-				b.err = fmt.Errorf("%s: %w", o.Name, err)
-				return 0, b.err
+			var f io.ReadCloser
+			if o.data != nil {
+				f = io.NopCloser(bytes.NewReader(o.data))
+			} else {
+				var err error
+				if f, err = b.open(o.Path); err != nil {
+					b.err = fmt.Errorf("%s: %w", o.Name, err)
+					return 0, b.err
+				}
 			}
 			b.f = f
 			b.cur = &sendReader{r: io.LimitReader(f, o.Size+1), size: o.Size,

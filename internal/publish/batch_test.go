@@ -181,27 +181,67 @@ func TestPublishRemoteRetriesBatch(t *testing.T) {
 	checkConsistent(t, co.root, testSet, pub)
 }
 
-// TestPublishRemoteBatchSourceChanging changes a file between hashing and
-// sending, in the middle of a batch: the publish fails naming it, the
-// master keeps nothing of it, and no set goes live.
-func TestPublishRemoteBatchSourceChanging(t *testing.T) {
+// TestPublishRemoteSendsBytesHashed changes a small file between hashing
+// and sending: its bytes were kept from the hash (retainer), so what the
+// master gets and the manifest names are the bytes hashed, each small file
+// is opened once, and the set is consistent.
+func TestPublishRemoteSendsBytesHashed(t *testing.T) {
 	cfg, pub := remoteConfig(t)
 	co := newCountingOrigin(t, pub, "tok")
 	c := newClient(t, co.ts.URL, "tok")
 	src := t.TempDir()
 	smallTree(t, src, 20)
+	var mu sync.Mutex
+	opens := map[string]int{}
 	cfg.open = func(name string) (io.ReadCloser, error) {
+		mu.Lock()
+		opens[filepath.Base(name)]++
+		mu.Unlock()
 		if filepath.Base(name) == "f0010.pkg" && co.count("missing") > 1 { // the first is CheckAuth's
 			return io.NopCloser(strings.NewReader("FILE 10 xxxxxxxxxx")), nil
 		}
 		return os.Open(name)
 	}
+	if _, err := PublishRemote(t.Context(), cfg, c, src); err != nil {
+		t.Fatal(err)
+	}
+	m := checkConsistent(t, co.root, testSet, pub)
+	if e, ok := m.Lookup("All/f0010.pkg"); !ok || e.SHA256 != digest.Sum([]byte("file 10 xxxxxxxxxx")) {
+		t.Errorf("manifest entry of f0010.pkg = %+v, want the bytes hashed", e)
+	}
+	for name, n := range opens {
+		want := 1
+		if name == "large.pkg" {
+			want = 2 // hashed, then read again to be sent: too large to keep
+		}
+		if n != want {
+			t.Errorf("%s opened %d times, want %d", name, n, want)
+		}
+	}
+}
+
+// TestPublishRemoteLargeSourceChanging changes a file too large to keep
+// between hashing and sending: the publish fails naming it, the master
+// keeps nothing of it, and no set goes live.
+func TestPublishRemoteLargeSourceChanging(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	co := newCountingOrigin(t, pub, "tok")
+	c := newClient(t, co.ts.URL, "tok")
+	src := t.TempDir()
+	smallTree(t, src, 20)
+	changed := strings.Repeat("l", BatchObjectBytes+1) // same size, other bytes
+	cfg.open = func(name string) (io.ReadCloser, error) {
+		if filepath.Base(name) == "large.pkg" && co.count("missing") > 1 { // the first is CheckAuth's
+			return io.NopCloser(strings.NewReader(changed)), nil
+		}
+		return os.Open(name)
+	}
 	_, err := PublishRemote(t.Context(), cfg, c, src)
 	var ce *ChangedError
-	if !errors.As(err, &ce) || ce.Path != "All/f0010.pkg" {
-		t.Fatalf("PublishRemote = %v, want a *ChangedError naming All/f0010.pkg", err)
+	if !errors.As(err, &ce) || ce.Path != "All/large.pkg" {
+		t.Fatalf("PublishRemote = %v, want a *ChangedError naming All/large.pkg", err)
 	}
-	if ok, _ := co.root.HasObject(digest.Sum([]byte("file 10 xxxxxxxxxx"))); ok {
+	if ok, _ := co.root.HasObject(digest.Sum([]byte(changed))); ok {
 		t.Error("the master kept an object whose bytes were not its hash")
 	}
 	if _, err := co.root.Live(testSet); !errors.Is(err, layout.ErrNotFound) {

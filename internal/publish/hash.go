@@ -82,6 +82,9 @@ type HashConfig struct {
 	// true, with the bytes read. It must check, as hashFile does, that the
 	// file did not change while read.
 	store func(f *File, cached bool, progress func(int64)) (bool, int64, error)
+	// retain, if not nil, keeps the bytes of each small file hashed in
+	// File.data (see retainer), passed on to Done, which owns them then.
+	retain *retainer
 }
 
 // HashStats says how much work Hash did.
@@ -143,7 +146,11 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 					stored, n, err = cfg.store(f, cfg.Cache != nil && cfg.Cache.has(f.Path), cfg.Progress)
 				}
 				if !stored && err == nil {
-					n, err = hashFile(f, open, buf, cfg.Progress)
+					if cfg.retain != nil && f.Size > 0 && f.Size <= retainMax {
+						n, err = hashKept(ctx, f, cfg.retain, open, cfg.Progress)
+					} else {
+						n, err = hashFile(f, open, buf, cfg.Progress)
+					}
 				}
 				read.Add(n)
 				if err != nil {
@@ -153,7 +160,9 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 					cfg.Cache.store(f.Path, f.key, f.SHA256)
 				}
 				if cfg.Done != nil {
-					if err := cfg.Done(*f); err != nil {
+					err := cfg.Done(*f)
+					f.data = nil // Done's now
+					if err != nil {
 						return err
 					}
 				}

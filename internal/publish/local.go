@@ -51,7 +51,7 @@ func PublishLocal(ctx context.Context, cfg Config, root *layout.Root, srcDir str
 		cfg.HashWorkers = 4 * runtime.GOMAXPROCS(0)
 	}
 	cp, cctx := newCopier(ctx, &cfg, root, st.announced)
-	items, hst, err := prepare(cctx, &cfg, srcDir, func(f File) error { return cp.add(cctx, f) }, cp.store)
+	items, hst, err := prepare(cctx, &cfg, srcDir, hashHooks{done: func(f File) error { return cp.add(cctx, f) }, store: cp.store})
 	if err != nil {
 		cp.cancel() // no use copying objects of a failed publish
 	}

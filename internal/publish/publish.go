@@ -57,6 +57,8 @@ type Config struct {
 
 	// open replaces os.Open for hashing and sending (tests count reads).
 	open func(name string) (io.ReadCloser, error)
+	// retainBudget, if positive, replaces retainBudget (tests).
+	retainBudget int64
 }
 
 // Stage names a phase of a publish that reports progress.
@@ -150,12 +152,18 @@ type Item struct {
 	Src    string // file to copy or upload from; "" if the target already holds the object
 }
 
+// hashHooks are what a publish plugs into prepare's hashing: done gets
+// each file as soon as its digest is known (from several goroutines at
+// once), so sending can overlap hashing; store and retain are HashConfig's.
+// Each may be nil.
+type hashHooks struct {
+	done   func(File) error
+	store  func(f *File, cached bool, progress func(int64)) (bool, int64, error)
+	retain *retainer
+}
+
 // prepare scans and hashes srcDir, using and updating the hash cache.
-// onHashed, if not nil, gets each file as soon as its digest is known (from
-// several goroutines at once), so sending can overlap hashing. store, if
-// not nil, is HashConfig.store: it may store a file while hashing it.
-func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File) error,
-	store func(f *File, cached bool, progress func(int64)) (bool, int64, error)) ([]Item, HashStats, error) {
+func prepare(ctx context.Context, cfg *Config, srcDir string, hooks hashHooks) ([]Item, HashStats, error) {
 	log := cfg.logger()
 	files, err := Scan(ctx, srcDir)
 	if err != nil {
@@ -176,7 +184,7 @@ func prepare(ctx context.Context, cfg *Config, srcDir string, onHashed func(File
 	}
 	start := time.Now()
 	cfg.event(Event{Stage: StageHash, Start: true, Total: total})
-	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open, Done: onHashed, store: store}
+	hcfg := HashConfig{Workers: cfg.HashWorkers, Cache: cache, Open: cfg.open, Done: hooks.done, store: hooks.store, retain: hooks.retain}
 	if cfg.Progress != nil {
 		hcfg.Progress = func(n int64) { cfg.event(Event{Stage: StageHash, N: n}) }
 	}

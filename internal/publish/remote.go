@@ -40,7 +40,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 		return Result{}, err
 	}
 	up, uctx := newUploader(ctx, &cfg, c, live)
-	items, hst, err := prepare(uctx, &cfg, srcDir, func(f File) error { return up.add(uctx, f) }, nil)
+	items, hst, err := prepare(uctx, &cfg, srcDir, hashHooks{done: func(f File) error { return up.add(uctx, f) }, retain: up.kept})
 	if err != nil {
 		up.cancel() // no use uploading objects of a failed publish
 	}
@@ -262,9 +262,12 @@ type uploader struct {
 	progress func(int64)                         // cfg.sendProgress(), made once
 	open     func(string) (io.ReadCloser, error) // cfg.opener()
 
-	mu    sync.Mutex // guards batch, seen
-	batch []File
-	seen  map[digest.SHA256]bool
+	kept *retainer // the buffers of files kept from hash to upload
+
+	mu        sync.Mutex // guards batch, batchKept, seen
+	batch     []File
+	batchKept int // buffer bytes the files in batch keep
+	seen      map[digest.SHA256]bool
 
 	hint sync.Once // Client.StageHint at the first file that differs from live
 }
@@ -276,7 +279,7 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 	g := s.g
 	u := &uploader{sender: s, c: c, live: live,
 		asks: make(chan []File, 64), work: make(chan []Object, 64), seen: map[digest.SHA256]bool{},
-		progress: cfg.sendProgress(), open: cfg.opener()}
+		progress: cfg.sendProgress(), open: cfg.opener(), kept: newRetainer(cfg.retainBudget)}
 	g.Go(func() error {
 		defer close(u.work)
 		return consume(gctx, g, u.asks, func(b []File) error { return u.ask(gctx, b) })
@@ -290,10 +293,12 @@ func newUploader(ctx context.Context, cfg *Config, c *Client, live *manifest.Man
 }
 
 // add takes a hashed file: unless the live set has it or it is a duplicate,
-// it joins the next missing query.
+// it joins the next missing query, which goes out when it has
+// missingBatch files or its files keep the retainer's flush bytes.
 func (u *uploader) add(ctx context.Context, f File) error {
 	if u.live != nil {
 		if e, ok := u.live.Lookup(f.Path); ok && e.SHA256 == f.SHA256 {
+			u.kept.put(f.data)
 			return nil
 		}
 	}
@@ -312,13 +317,15 @@ func (u *uploader) add(ctx context.Context, f File) error {
 	u.mu.Lock()
 	if u.seen[f.SHA256] {
 		u.mu.Unlock()
+		u.kept.put(f.data)
 		return nil
 	}
 	u.seen[f.SHA256] = true
 	u.batch = append(u.batch, f)
+	u.batchKept += cap(f.data)
 	var full []File
-	if len(u.batch) >= missingBatch {
-		full, u.batch = u.batch, nil
+	if len(u.batch) >= missingBatch || u.batchKept >= u.kept.flush {
+		full, u.batch, u.batchKept = u.batch, nil, 0
 	}
 	u.mu.Unlock()
 	if full == nil {
@@ -350,7 +357,9 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 	var objs []Object
 	for _, f := range b {
 		if want[f.SHA256] {
-			objs = append(objs, Object{SHA256: f.SHA256, Size: f.Size, Path: f.Abs, Name: f.Path})
+			objs = append(objs, Object{SHA256: f.SHA256, Size: f.Size, Path: f.Abs, Name: f.Path, data: f.data})
+		} else {
+			u.kept.put(f.data)
 		}
 	}
 	for _, unit := range batches(objs) {
@@ -363,10 +372,15 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 	return nil
 }
 
-// put uploads one unit: a batch or a single object.
+// put uploads one unit: a batch or a single object, and gives back the
+// buffers its objects kept.
 func (u *uploader) put(ctx context.Context, unit []Object) error {
 	u.begin()
-	if err := u.c.PutObjects(ctx, unit, u.open, u.progress); err != nil {
+	err := u.c.PutObjects(ctx, unit, u.open, u.progress)
+	for _, o := range unit {
+		u.kept.put(o.data)
+	}
+	if err != nil {
 		return err
 	}
 	for _, o := range unit {
@@ -380,7 +394,7 @@ func (u *uploader) put(ctx context.Context, unit []Object) error {
 func (u *uploader) wait(ctx context.Context) error {
 	u.mu.Lock()
 	last := u.batch
-	u.batch = nil
+	u.batch, u.batchKept = nil, 0
 	u.mu.Unlock()
 	if len(last) > 0 && ctx.Err() == nil {
 		select {

@@ -36,6 +36,7 @@ type File struct {
 	SHA256 digest.SHA256 // zero until hashed
 	key    fileKey       // quick-check key as of the scan
 	stored bool          // stored in the target while hashed (HashConfig.store)
+	data   []byte        // the bytes hashed, kept for the upload (HashConfig.retain)
 }
 
 // fileKey is what rsync's quick check compares: if none of it changed, the
