@@ -446,6 +446,9 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	if err := s.refresh(true); err != nil {
 		s.log.Error("refresh sets after commit", "set", m.Set, "set_id", m.ID.String(), "err", err)
 	}
+	// The next publish of the set starts from this one: build its
+	// directory now, while the master is idle, not during that publish.
+	s.stageAhead(m.Set)
 	s.met.commits.Inc()
 	s.log.Info("set committed", "set", m.Set, "set_id", m.ID.String(), "remote", r.RemoteAddr)
 	for _, u := range s.cfg.Notify {
@@ -495,18 +498,26 @@ func commitErr(err error) error {
 }
 
 // Staging ahead of a commit. A set of 30,000 files costs its Commit 30,000
-// link(2) calls (half a second on ext4). A remote publisher that found a
-// first file differing from the live set sends an empty missing query
-// with ?set=<name>: the master then builds that set's directory in
-// staging/ (a layout.Stage) from the live set's files while the publisher
-// still hashes and uploads, and the commit of that set takes it over
-// (layout.Commit.Stage), linking only what changed. The hint changes
-// nothing else: a stage that no commit takes is discarded when the next
-// hint for its set finds the live set changed or the stage older than
-// aheadTTL; one that another process's GC or Recover removes (the master
-// stages without the Lock) only costs the commit its head start.
+// link(2) calls (half a second on ext4). So right after each commit of a
+// set, the master builds the directory of the set's next publish in
+// staging/ (a layout.Stage) from the new live set's files, while it is
+// idle; and a remote publisher that found a first file differing from the
+// live set sends an empty missing query with ?set=<name>, which starts the
+// same if no stage of the live set is there (a restart, a local publish).
+// The commit of that set takes the stage over (layout.Commit.Stage),
+// linking only what changed. A stage changes nothing else: one that no
+// commit takes is discarded when the next hint for its set finds the live
+// set changed or the stage older than aheadTTL; one that another
+// process's GC or Recover removes (the master stages without the Lock)
+// only costs the commit its head start.
+//
+// A stage stays right for as long as its live set is live (sets and
+// objects are immutable, and Commit relinks what Recover found damaged):
+// aheadTTL, a little over a day so that a daily publish finds the stage
+// the last one left, only bounds how long an unused one is kept. Each
+// costs its directory and a map of its paths (about 3 MB for 30,000).
 const (
-	aheadTTL = 30 * time.Minute
+	aheadTTL = 26 * time.Hour
 	aheadMax = 8 // sets staged at once per root
 )
 

@@ -519,9 +519,22 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 				t.Fatalf("%s: staging after the hint = %v, want one stage", step.name, got)
 			}
 		}
+		// The stage waiting for this commit (a hint's, or the last
+		// commit's): the commit takes its directory over as the new set's.
+		var stageIno uint64
+		if got := staging(f); len(got) == 1 {
+			fi, err := os.Stat(filepath.Join(f.root.Dir, "staging", got[0]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			stageIno = inode(fi)
+		}
 		m, err := f.publishRemote(set, step.files)
 		if err != nil {
 			t.Fatalf("%s: %v", step.name, err)
+		}
+		if fi, err := os.Stat(f.root.SetDir(set, m.ID)); err != nil || stageIno == 0 || inode(fi) != stageIno {
+			t.Errorf("%s: the new set's directory is not the stage's (inode %d, stage's %d, %v)", step.name, inode(fi), stageIno, err)
 		}
 		if live := f.liveID(set); live != m.ID {
 			t.Fatalf("%s: live %s, want %s", step.name, live, m.ID)
@@ -540,8 +553,19 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 		if err != nil || len(files) != len(step.files) {
 			t.Errorf("%s: set holds %d files (%v), want %d", step.name, len(files), err, len(step.files))
 		}
-		if got := staging(f); len(got) != 0 {
-			t.Errorf("%s: staging after the commit: %v", step.name, got)
+		// The commit staged the set's next publish at once: the one stage
+		// in staging/, built from the new live set, which the next step's
+		// commit takes over (hint or not).
+		as := &f.srv.ahead
+		as.mu.Lock()
+		a := as.m[set]
+		as.mu.Unlock()
+		if a == nil || a.live != m.ID {
+			t.Fatalf("%s: no stage of the new live set %s after the commit", step.name, m.ID)
+		}
+		<-a.done
+		if got := staging(f); len(got) != 1 || !strings.HasPrefix(got[0], "stage-") {
+			t.Errorf("%s: staging after the commit = %v, want the next publish's stage", step.name, got)
 		}
 	}
 	// A hint no commit follows: discardAhead (Run's end) removes its stage.
