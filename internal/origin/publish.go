@@ -443,6 +443,7 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return commitErr(err)
 	}
+	s.keepManifest(m)
 	if err := s.refresh(true); err != nil {
 		s.log.Error("refresh sets after commit", "set", m.Set, "set_id", m.ID.String(), "err", err)
 	}
@@ -572,15 +573,13 @@ func (s *Server) stageAhead(set string) {
 	// the live set) and a commit of the set waits for it.
 	go func() {
 		defer close(a.done)
-		data, _, err := s.root.Manifest(set, live)
+		// From the root's own disk, written by a verified Commit (and
+		// kept decoded by the commit that just made it live).
+		sv, err := s.manifest(set, live)
 		if err != nil {
 			return
 		}
-		// From the root's own disk, written by a verified Commit.
-		m, err := manifest.Decode(data)
-		if err != nil {
-			return
-		}
+		m := sv.Manifest
 		st, err := s.root.NewStage(set)
 		if err != nil {
 			s.log.Debug("stage ahead", "set", set, "err", err)
