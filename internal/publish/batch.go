@@ -80,6 +80,12 @@ func (c *Client) PutObjects(ctx context.Context, objs []Object,
 		}
 	}
 	for _, o := range objs {
+		open := open
+		if o.data != nil {
+			// The bytes hashed, kept: a refusal then means damage on the
+			// way, which changedSources (reading these) leaves as it is.
+			open = func(string) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(o.data)), nil }
+		}
 		if err := c.PutObject(ctx, o.SHA256, o.Size, o.Path, o.Name, open, progress); err != nil {
 			return err
 		}

@@ -82,8 +82,9 @@ type HashConfig struct {
 	// true, with the bytes read. It must check, as hashFile does, that the
 	// file did not change while read.
 	store func(f *File, cached bool, progress func(int64)) (bool, int64, error)
-	// retain, if not nil, keeps the bytes of each small file hashed in
-	// File.data (see retainer), passed on to Done, which owns them then.
+	// retain, if not nil (and Done is not), keeps the bytes of each small
+	// file hashed in File.data (see retainer), passed on to Done, which
+	// owns them then and must give them back.
 	retain *retainer
 }
 
@@ -146,7 +147,7 @@ func Hash(ctx context.Context, files []File, cfg HashConfig) (HashStats, error) 
 					stored, n, err = cfg.store(f, cfg.Cache != nil && cfg.Cache.has(f.Path), cfg.Progress)
 				}
 				if !stored && err == nil {
-					if cfg.retain != nil && f.Size > 0 && f.Size <= retainMax {
+					if cfg.retain != nil && cfg.Done != nil && f.Size > 0 && f.Size <= retainMax {
 						n, err = hashKept(ctx, f, cfg.retain, open, cfg.Progress)
 					} else {
 						n, err = hashFile(f, open, buf, cfg.Progress)

@@ -378,7 +378,11 @@ func (u *uploader) put(ctx context.Context, unit []Object) error {
 	u.begin()
 	err := u.c.PutObjects(ctx, unit, u.open, u.progress)
 	for _, o := range unit {
-		u.kept.put(o.data)
+		if err != nil {
+			u.kept.drop(o.data)
+		} else {
+			u.kept.put(o.data)
+		}
 	}
 	if err != nil {
 		return err

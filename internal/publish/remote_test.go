@@ -464,15 +464,17 @@ func TestPublishRemoteSourceChangingWhileSent(t *testing.T) {
 	fm, srv := newFakeMaster(t, pub)
 	c := newClient(t, srv.URL, fm.token)
 	src := t.TempDir()
-	writeTree(t, src, map[string]string{"All/a.pkg": "aaaa", "All/b.pkg": "bbbb"})
-	// Hashed as "aaaa"; by the time it is sent, the same size, other bytes.
+	// Too large to be kept from its hash to its upload: read again to be
+	// sent, when it holds the same size, other bytes.
+	hashed, sent := strings.Repeat("a", retainMax+1), strings.Repeat("A", retainMax+1)
+	writeTree(t, src, map[string]string{"All/a.pkg": hashed, "All/b.pkg": "bbbb"})
 	cfg.open = func(name string) (io.ReadCloser, error) {
 		if filepath.Base(name) == "a.pkg" {
 			fm.mu.Lock()
 			sending := fm.missingQs > 1 // the first is CheckAuth's, before hashing
 			fm.mu.Unlock()
 			if sending {
-				return io.NopCloser(strings.NewReader("AAAA")), nil
+				return io.NopCloser(strings.NewReader(sent)), nil
 			}
 		}
 		return os.Open(name)
@@ -482,7 +484,7 @@ func TestPublishRemoteSourceChangingWhileSent(t *testing.T) {
 	if !errors.As(err, &ce) || ce.Path != "All/a.pkg" {
 		t.Fatalf("PublishRemote = %v, want a *ChangedError naming All/a.pkg", err)
 	}
-	if ok, _ := fm.root.HasObject(digest.Sum([]byte("aaaa"))); ok {
+	if ok, _ := fm.root.HasObject(digest.Sum([]byte(hashed))); ok {
 		t.Error("the master kept an object whose bytes were not its hash")
 	}
 	if _, err := fm.root.Live(testSet); !errors.Is(err, layout.ErrNotFound) {

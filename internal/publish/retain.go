@@ -77,7 +77,7 @@ func (r *retainer) get(ctx context.Context, n int64) ([]byte, error) {
 	return make([]byte, n, size), nil
 }
 
-// put gives back a buffer from get (nil is ignored).
+// put gives back a buffer from get (nil is ignored) for reuse.
 func (r *retainer) put(b []byte) {
 	if b == nil {
 		return
@@ -85,6 +85,18 @@ func (r *retainer) put(b []byte) {
 	i, size := retainClass(int64(cap(b)))
 	b = b[:0]
 	r.pools[i].Put(&b)
+	r.budget.Release(int64(size))
+}
+
+// drop gives back the budget of a buffer from get (nil is ignored) but not
+// the buffer: after a failed upload, the HTTP transport may still be
+// reading the request body from it (it can answer before the body is
+// sent), so it must not be filled again; the garbage collector takes it.
+func (r *retainer) drop(b []byte) {
+	if b == nil {
+		return
+	}
+	_, size := retainClass(int64(cap(b)))
 	r.budget.Release(int64(size))
 }
 
