@@ -194,6 +194,12 @@ type Server struct {
 	stopOnce sync.Once
 	stop     chan struct{} // closed when long-pollers must be released
 
+	// running is true while Run runs: only then does a commit stage the
+	// set's next publish (in the background, which Run's end waits for);
+	// a Server used only as a Handler (tests, embedding) starts no work
+	// that outlives its requests.
+	running atomic.Bool
+
 	cache *manifestCache
 	objs  *objcache.Cache // small files, verified
 	ahead aheadStages     // sets staged ahead of their commits (publish.go)
@@ -301,6 +307,8 @@ func (s *Server) Run(ctx context.Context) error {
 			s.log.Warn("discarding sets staged ahead of a commit", "err", err)
 		}
 	}()
+	s.running.Store(true)
+	defer s.running.Store(false)
 	if s.cfg.MirrorProbe > 0 && len(s.cfg.Mirrors) > 0 {
 		wg.Go(func() { s.probeMirrors(ctx) })
 	}

@@ -449,7 +449,9 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The next publish of the set starts from this one: build its
 	// directory now, while the master is idle, not during that publish.
-	s.stageAhead(m.Set)
+	if s.running.Load() {
+		s.stageAhead(m.Set)
+	}
 	s.met.commits.Inc()
 	s.log.Info("set committed", "set", m.Set, "set_id", m.ID.String(), "remote", r.RemoteAddr)
 	for _, u := range s.cfg.Notify {

@@ -487,6 +487,10 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 		}
 	}
 	f := newFixture(t, nil)
+	// As under Run, which a commit's staging of the next publish needs;
+	// its end discards what is left (as Run's does).
+	f.srv.running.Store(true)
+	t.Cleanup(func() { _ = f.srv.discardAhead() })
 	hint(f) // never published: nothing to stage
 	if got := staging(f); len(got) != 0 {
 		t.Fatalf("staging after a hint for an unknown set: %v", got)
