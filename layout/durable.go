@@ -284,7 +284,7 @@ func (r *Root) removeStaleWork() error {
 			live = r.liveStageDirs()
 		}
 		if p := filepath.Join(stage, e.Name()); !live[p] {
-			if err := os.RemoveAll(p); err != nil {
+			if err := removeWorkDir(p); err != nil {
 				return err
 			}
 		}

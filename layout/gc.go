@@ -139,13 +139,16 @@ func (r *Root) GC(ctx context.Context, p Policy) (rep GCReport, err error) {
 		return rep, err
 	}
 	for _, e := range ents {
+		rm := removeAll
 		if !isWorkDir(e.Name()) {
 			fi, err := e.Info()
 			if err != nil || !old(fi.ModTime()) {
 				continue
 			}
+		} else if !p.DryRun {
+			rm = removeWorkDir // a master may still be filling a Stage
 		}
-		if err := removeAll(filepath.Join(stage, e.Name())); err != nil {
+		if err := rm(filepath.Join(stage, e.Name())); err != nil {
 			return rep, err
 		}
 		rep.StagingRemoved++

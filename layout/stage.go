@@ -4,8 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
@@ -43,6 +45,48 @@ type Stage struct {
 
 // stagePrefix starts the names of Stages in staging/.
 const stagePrefix = "stage-"
+
+// Usable reports whether the Stage can still serve a Commit: not taken
+// over or discarded, no Link failed, and its directory still there
+// (another process's GC or Recover may have removed it). A nil Stage is
+// not usable.
+func (s *Stage) Usable() bool {
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" || s.err != nil {
+		return false
+	}
+	_, err := os.Stat(s.dir)
+	return err == nil
+}
+
+// removeWorkDir removes the staging work directory p, which a process
+// staging without the Lock (a master building a set ahead of its commit)
+// may still be filling: a plain RemoveAll would then fail with ENOTEMPTY
+// when a link lands between its last read and its rmdir. p is renamed
+// away first, so that process's next mkdir or link there fails (it gives
+// the Stage up) instead of adding to it, and the removal is retried for a
+// link that was already on its way. The new name is a work directory too:
+// a crash in between leaves it to the next GC or Lock.
+func removeWorkDir(p string) error {
+	gone := filepath.Join(filepath.Dir(p), stagePrefix+"gone-"+strconv.FormatUint(rand.Uint64(), 36))
+	if err := os.Rename(p, gone); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	var err error
+	for range 10 {
+		if err = os.RemoveAll(gone); err == nil {
+			return nil
+		}
+	}
+	return err
+}
 
 // NewStage makes an empty Stage for set, whose set ID is not known yet.
 func (r *Root) NewStage(set string) (*Stage, error) {

@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -286,5 +287,82 @@ func TestStageLinksAreNoSets(t *testing.T) {
 	}
 	if !slices.Equal(fresh, []digest.SHA256{dx}) {
 		t.Errorf("fresh = %v, want only %s (meta.conf is in a set)", fresh, dx)
+	}
+}
+
+func TestStageUsable(t *testing.T) {
+	r := newRoot(t)
+	var none *Stage
+	if none.Usable() {
+		t.Error("a nil Stage is usable")
+	}
+	s, err := r.NewStage(set1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !s.Usable() {
+		t.Fatal("a new Stage is not usable")
+	}
+	// Another process's GC or Lock removed its directory.
+	unlock, err := r.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := Open(r.Dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.GC(t.Context(), Policy{}); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if s.Usable() {
+		t.Error("a Stage whose directory another Root's GC removed is usable")
+	}
+	s2, err := r.NewStage(set1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if s2.Usable() {
+		t.Error("a discarded Stage is usable")
+	}
+}
+
+// A work directory another process still fills (a master staging without
+// the Lock) is removed all the same, without ENOTEMPTY.
+func TestRemoveWorkDirWhileFilled(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, stagePrefix+"busy")
+	if err := os.MkdirAll(filepath.Join(p, "All"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if err := os.WriteFile(filepath.Join(p, "All", fmt.Sprint(i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_ = os.WriteFile(filepath.Join(p, "All", fmt.Sprintf("n%d", i)), nil, 0o644) // fails once p is gone
+		}
+	}()
+	err := removeWorkDir(p)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Errorf("left in staging: %v", ents)
 	}
 }
