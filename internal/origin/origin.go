@@ -195,9 +195,10 @@ type Server struct {
 	stop     chan struct{} // closed when long-pollers must be released
 
 	// running is true while Run runs: only then does a commit stage the
-	// set's next publish (in the background, which Run's end waits for);
-	// a Server used only as a Handler (tests, embedding) starts no work
-	// that outlives its requests.
+	// set's next publish (in the background, which Run's end waits for),
+	// so that a Server used only as a Handler (tests, embedding) starts no
+	// work after its last publish (a publisher's hint still stages, for
+	// the commit that follows it).
 	running atomic.Bool
 
 	cache *manifestCache

@@ -527,8 +527,9 @@ const (
 // aheadStages are a Server's stages being built or waiting for a commit,
 // by set.
 type aheadStages struct {
-	mu sync.Mutex // guards m
-	m  map[string]*aheadStage
+	mu     sync.Mutex // guards m, closed
+	m      map[string]*aheadStage
+	closed bool // discardAhead ran: Run has ended, stage nothing more
 }
 
 type aheadStage struct {
@@ -551,15 +552,28 @@ func (s *Server) stageAhead(set string) {
 	as := &s.ahead
 	as.mu.Lock()
 	defer as.mu.Unlock()
+	if as.closed {
+		return
+	}
 	if as.m == nil {
 		as.m = map[string]*aheadStage{}
 	}
 	old := as.m[set]
-	if old != nil && old.live == live && time.Since(old.start) < aheadTTL {
+	if old != nil && old.live == live && time.Since(old.start) < aheadTTL && !old.gone() {
 		return
 	}
 	if old == nil && len(as.m) >= aheadMax {
-		return
+		// Make room: the stage unused longest goes (every set that was
+		// committed holds one, so a full map is the normal state of a
+		// master with more sets than aheadMax).
+		var oldest string
+		for k, a := range as.m {
+			if oldest == "" || a.start.Before(as.m[oldest].start) {
+				oldest = k
+			}
+		}
+		old = as.m[oldest]
+		delete(as.m, oldest)
 	}
 	if old != nil {
 		go func() {
@@ -596,6 +610,18 @@ func (s *Server) stageAhead(set string) {
 	}()
 }
 
+// gone reports whether a stage was built and is no longer usable (another
+// process's GC or Recover removed it, or a Link failed): it is then made
+// again rather than kept until aheadTTL. One still being built is not gone.
+func (a *aheadStage) gone() bool {
+	select {
+	case <-a.done:
+		return !a.st.Usable()
+	default:
+		return false
+	}
+}
+
 // takeAhead returns the stage of set, if any, once it is built, and
 // forgets it: the caller commits with it, then discards it.
 func (s *Server) takeAhead(set string) *layout.Stage {
@@ -612,13 +638,15 @@ func (s *Server) takeAhead(set string) *layout.Stage {
 }
 
 // discardAhead discards every stage that no commit took, waiting for
-// those still being built. Run calls it when it ends (a stage left behind
+// those still being built, and stops staging: a commit racing Run's end
+// stages nothing more. Run calls it when it ends (a stage left behind
 // would only be removed by the next GC).
 func (s *Server) discardAhead() error {
 	as := &s.ahead
 	as.mu.Lock()
 	stages := as.m
 	as.m = map[string]*aheadStage{}
+	as.closed = true
 	as.mu.Unlock()
 	var errs []error
 	for _, a := range stages {

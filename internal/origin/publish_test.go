@@ -581,3 +581,51 @@ func TestPublishStagesAheadOnHint(t *testing.T) {
 		t.Errorf("staging after discardAhead: %v", got)
 	}
 }
+
+// With more sets than aheadMax, each new stage evicts the one unused
+// longest; and a stage whose directory another process's GC removed is
+// made again on the next request instead of kept until aheadTTL.
+func TestStageAheadEvictsAndRebuilds(t *testing.T) {
+	f := newFixture(t, nil)
+	f.srv.running.Store(true)
+	t.Cleanup(func() { _ = f.srv.discardAhead() })
+	as := &f.srv.ahead
+	stage := func(set string) *aheadStage {
+		f.srv.stageAhead(set)
+		as.mu.Lock()
+		a := as.m[set]
+		as.mu.Unlock()
+		if a == nil {
+			t.Fatalf("no stage of %s", set)
+		}
+		<-a.done
+		return a
+	}
+	var sets []string
+	for i := range aheadMax + 1 {
+		set := fmt.Sprintf("FreeBSD:%d:amd64/latest", 10+i)
+		f.publish(set, map[string]string{"All/a.pkg": "a" + set, "meta.conf": "m"})
+		sets = append(sets, set)
+		stage(set)
+	}
+	as.mu.Lock()
+	n, first := len(as.m), as.m[sets[0]]
+	as.mu.Unlock()
+	if n != aheadMax || first != nil {
+		t.Fatalf("%d stages kept (the first one kept: %v), want %d, the first evicted", n, first != nil, aheadMax)
+	}
+	last := sets[len(sets)-1]
+	a := stage(last)
+	if b := stage(last); b != a {
+		t.Fatal("a usable stage of the live set was made again")
+	}
+	if err := os.RemoveAll(filepath.Join(f.root.Dir, "staging")); err != nil { // another process's GC
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(f.root.Dir, "staging"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if b := stage(last); b == a || !b.st.Usable() {
+		t.Fatal("a stage whose directory was removed was kept, not made again")
+	}
+}
