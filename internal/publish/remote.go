@@ -377,11 +377,17 @@ func (u *uploader) ask(ctx context.Context, b []File) error {
 func (u *uploader) put(ctx context.Context, unit []Object) error {
 	u.begin()
 	err := u.c.PutObjects(ctx, unit, u.open, u.progress)
+	// A buffer is filled again only once the master surely read it all: a
+	// batch answered 200 (the master reads a batch to its end before it
+	// answers). A single PUT may be answered before its body is sent (the
+	// master holds the object already), and a failed upload at any point;
+	// the transport may then still be reading the body.
+	reuse := err == nil && len(unit) > 1 && !u.c.noBatch.Load()
 	for _, o := range unit {
-		if err != nil {
-			u.kept.drop(o.data)
-		} else {
+		if reuse {
 			u.kept.put(o.data)
+		} else {
+			u.kept.drop(o.data)
 		}
 	}
 	if err != nil {

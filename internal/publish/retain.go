@@ -54,7 +54,7 @@ func newRetainer(budget int64) *retainer {
 	return &retainer{budget: semaphore.NewWeighted(budget), flush: int(budget / 4)}
 }
 
-// class returns the pool index and buffer size for n bytes (n ≤ retainMax).
+// retainClass returns the pool index and buffer size for n bytes (n ≤ retainMax).
 func retainClass(n int64) (int, int) {
 	i, size := 0, retainClassMin
 	for int64(size) < n {
@@ -89,9 +89,10 @@ func (r *retainer) put(b []byte) {
 }
 
 // drop gives back the budget of a buffer from get (nil is ignored) but not
-// the buffer: after a failed upload, the HTTP transport may still be
-// reading the request body from it (it can answer before the body is
-// sent), so it must not be filled again; the garbage collector takes it.
+// the buffer: after an upload the master may have answered before reading
+// it all (a failure, an object it holds already), the HTTP transport may
+// still be reading the request body from it, so it must not be filled
+// again; the garbage collector takes it.
 func (r *retainer) drop(b []byte) {
 	if b == nil {
 		return
