@@ -19,6 +19,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/logsetup"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
@@ -104,19 +105,11 @@ func envs(flag string) []string {
 }
 
 func (e *env) setupLog(c *cli.Context) error {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))}
+	log, err := logsetup.New(e.stderr, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return usageError{err}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.String("log-format") {
-	case "text":
-		e.log = slog.New(slog.NewTextHandler(e.stderr, opts))
-	case "json":
-		e.log = slog.New(slog.NewJSONHandler(e.stderr, opts))
-	default:
-		return usageError{fmt.Errorf("--log-format %q: want text or json", c.String("log-format"))}
-	}
+	e.log = log
 	return nil
 }
 

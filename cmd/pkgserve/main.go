@@ -37,6 +37,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/edge"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
+	"github.com/pkgcdn/pkgcdn/internal/logsetup"
 	"github.com/pkgcdn/pkgcdn/internal/objcache"
 	"github.com/pkgcdn/pkgcdn/internal/version"
 )
@@ -152,18 +153,11 @@ func run(args []string) int {
 // newLogger builds the diagnostic logger on stderr from --log-format and
 // --log-level.
 func newLogger(c *cli.Context) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return nil, usagef("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	log, err := logsetup.New(os.Stderr, c.String("log-format"), c.String("log-level"))
+	if err != nil {
+		return nil, usageError{err}
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	switch c.String("log-format") {
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return nil, usagef("--log-format %q: want text or json", c.String("log-format"))
+	return log, nil
 }
 
 // service is what a mode serves: origin.Server or edge.Edge.
