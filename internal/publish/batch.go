@@ -79,18 +79,35 @@ func (c *Client) PutObjects(ctx context.Context, objs []Object,
 			c.log.Info("master has no batch upload, sending objects one by one")
 		}
 	}
+	open = keptOpener(objs, open)
 	for _, o := range objs {
-		open := open
-		if o.data != nil {
-			// The bytes hashed, kept: a refusal then means damage on the
-			// way, which changedSources (reading these) leaves as it is.
-			open = func(string) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(o.data)), nil }
-		}
 		if err := c.PutObject(ctx, o.SHA256, o.Size, o.Path, o.Name, open, progress); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keptOpener returns open, except that the file of an object of objs whose
+// bytes were kept from its hash (see retainer) opens those bytes: they are
+// what is sent, and what changedSources must check after a refusal (a
+// refusal of kept bytes means damage on the way, not a changed file).
+func keptOpener(objs []Object, open func(string) (io.ReadCloser, error)) func(string) (io.ReadCloser, error) {
+	kept := make(map[string][]byte)
+	for _, o := range objs {
+		if o.data != nil {
+			kept[o.Path] = o.data
+		}
+	}
+	if len(kept) == 0 {
+		return open
+	}
+	return func(path string) (io.ReadCloser, error) {
+		if b, ok := kept[path]; ok {
+			return io.NopCloser(bytes.NewReader(b)), nil
+		}
+		return open(path)
+	}
 }
 
 // putBatch sends objs as one POST /.pkgcdn/publish/batch.
@@ -102,6 +119,7 @@ func (c *Client) putBatch(ctx context.Context, objs []Object,
 		size += o.Size
 	}
 	op := fmt.Sprintf("batch of %d objects (%d bytes)", len(objs), size)
+	open = keptOpener(objs, open)
 	err := c.upload(ctx, op, http.MethodPost, route.PublishURL(c.base, "batch"), length,
 		func(sent, eof func()) (uploadBody, error) {
 			return &batchBody{objs: objs, open: open, prog: progress, sent: sent, eof: eof}, nil
@@ -165,15 +183,10 @@ func (b *batchBody) Read(p []byte) (int, error) {
 		default:
 			o := b.objs[0]
 			b.objs = b.objs[1:]
-			var f io.ReadCloser
-			if o.data != nil {
-				f = io.NopCloser(bytes.NewReader(o.data))
-			} else {
-				var err error
-				if f, err = b.open(o.Path); err != nil {
-					b.err = fmt.Errorf("%s: %w", o.Name, err)
-					return 0, b.err
-				}
+			f, err := b.open(o.Path) // the kept bytes, if any: see keptOpener
+			if err != nil {
+				b.err = fmt.Errorf("%s: %w", o.Name, err)
+				return 0, b.err
 			}
 			b.f = f
 			b.cur = &sendReader{r: io.LimitReader(f, o.Size+1), size: o.Size,

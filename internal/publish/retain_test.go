@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -74,4 +75,29 @@ func TestPublishRemoteSmallRetainBudget(t *testing.T) {
 		t.Errorf("%d missing queries, want several (each sent once its files kept a quarter of the budget)", n)
 	}
 	checkConsistent(t, co.root, testSet, pub)
+}
+
+// keptOpener gives the kept bytes of the objects that have them, the file
+// of the others.
+func TestKeptOpener(t *testing.T) {
+	var opened []string
+	open := func(name string) (io.ReadCloser, error) {
+		opened = append(opened, name)
+		return io.NopCloser(strings.NewReader("on disk " + name)), nil
+	}
+	objs := []Object{{Path: "/src/a", data: []byte("kept a")}, {Path: "/src/b"}}
+	o := keptOpener(objs, open)
+	for _, tc := range []struct{ path, want string }{{"/src/a", "kept a"}, {"/src/b", "on disk /src/b"}} {
+		rc, err := o(tc.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(rc)
+		if string(got) != tc.want {
+			t.Errorf("open %s = %q, want %q", tc.path, got, tc.want)
+		}
+	}
+	if len(opened) != 1 || opened[0] != "/src/b" {
+		t.Errorf("files opened: %v, want only /src/b", opened)
+	}
 }
