@@ -529,7 +529,8 @@ const (
 type aheadStages struct {
 	mu     sync.Mutex // guards m, closed
 	m      map[string]*aheadStage
-	closed bool // discardAhead ran: Run has ended, stage nothing more
+	closed bool           // discardAhead ran: Run has ended, stage nothing more
+	old    sync.WaitGroup // discards of stages replaced or evicted
 }
 
 type aheadStage struct {
@@ -576,12 +577,12 @@ func (s *Server) stageAhead(set string) {
 		delete(as.m, oldest)
 	}
 	if old != nil {
-		go func() {
+		as.old.Go(func() {
 			<-old.done
 			if old.st != nil {
 				_ = old.st.Discard() // best effort: GC removes a leftover stage
 			}
-		}()
+		})
 	}
 	a := &aheadStage{live: live, start: time.Now(), done: make(chan struct{})}
 	as.m[set] = a
@@ -638,7 +639,8 @@ func (s *Server) takeAhead(set string) *layout.Stage {
 }
 
 // discardAhead discards every stage that no commit took, waiting for
-// those still being built, and stops staging: a commit racing Run's end
+// those still being built and for the discards of replaced ones, and
+// stops staging: a commit racing Run's end
 // stages nothing more. Run calls it when it ends (a stage left behind
 // would only be removed by the next GC).
 func (s *Server) discardAhead() error {
@@ -655,5 +657,6 @@ func (s *Server) discardAhead() error {
 			errs = append(errs, a.st.Discard())
 		}
 	}
+	as.old.Wait()
 	return errors.Join(errs...)
 }
