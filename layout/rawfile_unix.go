@@ -75,19 +75,30 @@ func (f *rawFile) Write(p []byte) (int, error) {
 		}
 	}
 	for done < len(p) {
-		n, err := unix.Write(f.fd, p[done:])
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
+		n, err := f.write(p[done:])
 		if err != nil {
-			return done, &os.PathError{Op: "write", Path: f.name, Err: err}
-		}
-		if n == 0 {
-			return done, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
+			return done, err
 		}
 		done += n
 	}
 	return done, nil
+}
+
+// write makes one write(2) of p, retried on EINTR; writing nothing is an
+// io.ErrShortWrite. Errors are *os.PathError (errors.Is sees the errno).
+func (f *rawFile) write(p []byte) (int, error) {
+	for {
+		n, err := unix.Write(f.fd, p)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return 0, &os.PathError{Op: "write", Path: f.name, Err: err}
+		case n == 0:
+			return 0, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
+		}
+		return n, nil
+	}
 }
 
 // writeAround turns on direct writes (O_DIRECT) for a new file that will
@@ -120,25 +131,17 @@ func (f *rawFile) writeAround(size int64) {
 // written.
 func (f *rawFile) writeDirect(p []byte) (int, error) {
 	done := 0
-	if k := alignedLen(p); k > 0 {
-		for done < k {
-			n, err := unix.Write(f.fd, p[done:k])
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			if errors.Is(err, unix.EINVAL) || (err == nil && n%directAlign != 0) {
-				if err == nil {
-					done += n
-				}
-				break
-			}
-			if err != nil {
-				return done, &os.PathError{Op: "write", Path: f.name, Err: err}
-			}
-			if n == 0 {
-				return done, &os.PathError{Op: "write", Path: f.name, Err: io.ErrShortWrite}
-			}
-			done += n
+	for k := alignedLen(p); done < k; {
+		n, err := f.write(p[done:k])
+		if errors.Is(err, unix.EINVAL) {
+			break // refused: the rest goes the ordinary way
+		}
+		if err != nil {
+			return done, err
+		}
+		done += n
+		if n%directAlign != 0 {
+			break // the offset is no longer aligned
 		}
 	}
 	if done < len(p) {
