@@ -125,10 +125,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		body, hv, ok := e.mem.AppendTo((*bp)[:0], o.hash)
 		if ok {
 			h["Etag"], h["Content-Length"] = hv.ETag, hv.ContentLength
-			h["Cache-Status"] = hdrHit
-			e.met.hit.Inc()
-			serveBytes(w, r, body, o.modified, e.met.bytesCache)
-			putBuf(bp, body)
+			e.serveSmallHit(w, r, o, bp, body)
 			return nil
 		}
 		putBuf(bp, nil)
@@ -147,10 +144,7 @@ func (e *Edge) serveObject(w http.ResponseWriter, r *http.Request, o object) err
 		bp := getBuf(obj.Size())
 		body, err := e.loadSmall(obj, o.hash, (*bp)[:0])
 		if err == nil {
-			h["Cache-Status"] = hdrHit
-			e.met.hit.Inc()
-			serveBytes(w, r, body, o.modified, e.met.bytesCache)
-			putBuf(bp, body)
+			e.serveSmallHit(w, r, o, bp, body)
 			return nil
 		}
 		putBuf(bp, nil)
@@ -263,6 +257,15 @@ var (
 	memBufs   = sync.Pool{New: func() any { b := make([]byte, memObjectMax); return &b }}
 	wholeBufs = sync.Pool{New: func() any { b := make([]byte, wholeMax); return &b }}
 )
+
+// serveSmallHit answers a cache hit on o whose whole body, checked, is in
+// the buffer bp (from memory or read from disk), and gives bp back.
+func (e *Edge) serveSmallHit(w http.ResponseWriter, r *http.Request, o object, bp *[]byte, body []byte) {
+	w.Header()["Cache-Status"] = hdrHit
+	e.met.hit.Inc()
+	serveBytes(w, r, body, o.modified, e.met.bytesCache)
+	putBuf(bp, body)
+}
 
 // getBuf returns a buffer of at least n bytes (n <= wholeMax).
 func getBuf(n int64) *[]byte {
