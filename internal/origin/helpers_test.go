@@ -178,6 +178,37 @@ func (f *fixture) commitSigned(set string, files map[string]string, signer *sign
 	return layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: sd, SetsSig: ss}, m
 }
 
+// refreshCommit builds the re-signed live manifest of set with a new
+// expiry, and SETS naming it, as `pkgpublish refresh` does (not touching
+// the root).
+func (f *fixture) refreshCommit(set string, expires time.Time) layout.Commit {
+	f.t.Helper()
+	id := f.liveID(set)
+	data, _, err := f.root.Manifest(set, id)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m, err := manifest.Decode(data)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m.Expires = expires
+	data, sig, err := m.Sign(f.signer)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sd, _, err := f.root.Sets()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cur, err := setid.ParseSets(bytes.NewReader(sd))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	sd, ss := manifest.SignSets(cur.With(setid.Entry{Set: set, ID: id, Manifest: digest.Sum(data)}), f.signer)
+	return layout.Commit{Manifest: m, ManifestData: data, ManifestSig: sig, SetsData: sd, SetsSig: ss}
+}
+
 func (f *fixture) putObjects(files map[string]string) {
 	f.t.Helper()
 	for _, c := range files {

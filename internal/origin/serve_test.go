@@ -22,6 +22,7 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
 const set = "FreeBSD:14:amd64/latest"
@@ -428,6 +429,30 @@ func TestExpiredLiveManifestDegradedButServed(t *testing.T) {
 	}
 	if resp, body := f.get("/" + set + "/All/a.pkg"); resp.StatusCode != 200 || string(body) != "aaa" {
 		t.Errorf("expired set: %s %q, want it still served", resp.Status, body)
+	}
+
+	// A local `pkgpublish refresh` behind the server's back: same set ID,
+	// a new expiry. The server must not keep judging the manifest it
+	// decoded before.
+	c := f.refreshCommit(set, f.clock.Now().Add(manifest.DefaultValidity))
+	unlock, err := f.root.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.root.Refresh(t.Context(), c, f.verifier, f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.health.Status(f.clock.Now()); st.Degraded {
+		t.Errorf("refreshed live manifest: health %+v, want ok", st)
+	}
+	if resp, body := f.get("/.pkgcdn/manifest/" + set + "/" + m.ID.String()); resp.StatusCode != 200 || !bytes.Equal(body, c.ManifestData) {
+		t.Errorf("manifest after refresh: %s, want the refreshed bytes", resp.Status)
 	}
 }
 

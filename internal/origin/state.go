@@ -138,11 +138,32 @@ func (s *Server) refreshLocked(force bool) error {
 		s.checkLive(st)
 		return nil
 	}
+	s.dropRefreshed(old.data, data)
 	s.sets.Store(st)
 	close(old.changed)
 	s.log.Info("sets changed", "sets", len(names), "sha256", st.etag)
 	s.checkLive(st)
 	return nil
+}
+
+// dropRefreshed forgets the cached manifests that a refresh replaced: a
+// set whose SETS entry keeps its ID but names other manifest bytes (a new
+// expiry). Unparsable SETS drop nothing: the verified pair on disk was
+// parsed by its writer, and a commit changes the ID anyway.
+func (s *Server) dropRefreshed(oldData, newData []byte) {
+	if oldData == nil || newData == nil {
+		return
+	}
+	before, err1 := setid.ParseSets(bytes.NewReader(oldData))
+	after, err2 := setid.ParseSets(bytes.NewReader(newData))
+	if err1 != nil || err2 != nil {
+		return
+	}
+	for _, e := range after {
+		if o, ok := before.Lookup(e.Set); ok && o.ID == e.ID && o.Manifest != e.Manifest {
+			s.cache.drop(mkey{e.Set, e.ID})
+		}
+	}
 }
 
 func etagOf(b []byte) string { return `"` + digest.Sum(b).String() + `"` }
@@ -304,6 +325,17 @@ type mentry struct {
 
 func newManifestCache(max int) *manifestCache {
 	return &manifestCache{max: max, order: list.New(), items: make(map[mkey]*list.Element)}
+}
+
+// drop forgets k: its next get loads it again. A load in flight finishes
+// for its callers but is not kept.
+func (c *manifestCache) drop(k mkey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[k]; ok {
+		c.order.Remove(el)
+		delete(c.items, k)
+	}
 }
 
 func (c *manifestCache) get(k mkey, load func() (*setView, error)) (*setView, error) {
