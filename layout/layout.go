@@ -75,6 +75,10 @@ var ErrConflict = errors.New("conflict: set published meanwhile")
 // set's new entry: the publisher must re-read SETS and retry.
 var ErrSetsChanged = errors.New("SETS changed meanwhile")
 
+// ErrNotRefresh is returned by Refresh for a manifest that differs from the
+// live one in more than its expiry.
+var ErrNotRefresh = errors.New("refresh may change only the expiry of a manifest")
+
 // MissingObjectsError lists the objects a Commit needs that the root lacks.
 type MissingObjectsError struct {
 	Missing []digest.SHA256

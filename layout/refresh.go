@@ -3,7 +3,6 @@ package layout
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -17,14 +16,15 @@ import (
 )
 
 // Refresh replaces the manifest of the live set with c's, which must be the
-// same manifest (set, ID, previous ID, creation time, entries) with another
-// expiry, re-signed: `pkgpublish refresh` keeps a live set servable past its
-// expiry without a new set ID. The caller holds the Lock. It verifies as
-// Commit does (signatures by v, not expired at now, SetsData byte-equal to
-// the SETS on disk with this set's manifest sha256 replaced, else
-// ErrSetsChanged); c's ID must be both the announced and the live ID (else
-// ErrConflict). Then it replaces .pkgcdn/manifest, .pkgcdn/manifest.minisig,
-// SETS and SETS.minisig, each atomically. A rerun after a crash completes it.
+// same manifest (set, ID, previous ID, creation time, entries) with the same
+// or a later expiry, re-signed (else ErrNotRefresh): `pkgpublish refresh`
+// keeps a live set servable past its expiry without a new set ID. The
+// caller holds the Lock. It verifies as Commit does (signatures by v, not
+// expired at now, SetsData byte-equal to the SETS on disk with this set's
+// manifest sha256 replaced, else ErrSetsChanged); c's ID must be both the
+// announced and the live ID (else ErrConflict). Then it replaces
+// .pkgcdn/manifest, .pkgcdn/manifest.minisig, SETS and SETS.minisig, each
+// atomically. A rerun after a crash completes it.
 //
 // The set's files do not change, but for a moment a reader may get the new
 // manifest with the old signature (or SETS naming the old manifest): both
@@ -64,7 +64,12 @@ func (r *Root) Refresh(ctx context.Context, c Commit, v *sign.Verifier, now time
 	}
 	if old.Set != m.Set || old.ID != m.ID || old.Previous != m.Previous || !old.Created.Equal(m.Created) ||
 		!slices.Equal(old.Entries, m.Entries) {
-		return errors.New("refresh may change only the expiry of a manifest")
+		return ErrNotRefresh
+	}
+	if m.Expires.Before(old.Expires) {
+		// A replayed older refresh would pull the expiry in again.
+		return fmt.Errorf("%w: it would expire at %s, before the live manifest (%s)", ErrNotRefresh,
+			m.Expires.UTC().Format(time.RFC3339), old.Expires.UTC().Format(time.RFC3339))
 	}
 	entry := setid.Entry{Set: set, ID: id, Manifest: digest.Sum(c.ManifestData)}
 	if !bytes.Equal(c.SetsData, onDisk.With(entry).Bytes()) {

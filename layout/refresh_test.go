@@ -99,7 +99,11 @@ func TestRefresh(t *testing.T) {
 			m.Expires = later.UTC().Truncate(time.Second)
 			m.Entries[0].Size++
 			return signCommit(t, r, k, m)
-		}, nil},
+		}, ErrNotRefresh},
+		{"earlier expiry", func(t *testing.T, r *Root, c Commit) Commit {
+			m, _ := manifest.Decode(c.ManifestData)
+			return refreshed(t, r, k, c, m.Expires.Add(-time.Hour))
+		}, ErrNotRefresh},
 		{"not the live set", func(t *testing.T, r *Root, c Commit) Commit {
 			data, sig, _ := r.Manifest(set1, id1)
 			return refreshed(t, r, k, Commit{ManifestData: data, ManifestSig: sig}, later)

@@ -18,6 +18,7 @@ type metrics struct {
 	liveID      *prometheus.GaugeVec // set → unix time of the live ID
 	liveAge     *prometheus.GaugeVec // set → seconds since the live ID, at the last check
 	commits     prometheus.Counter
+	refreshes   prometheus.Counter
 	rejected    *prometheus.CounterVec // reason
 	objects     prometheus.Counter
 	objectBytes prometheus.Counter
@@ -48,6 +49,8 @@ func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, erro
 			Help: "Age of each set's live set ID, updated every SETS poll (1s by default)."}, []string{"set"}),
 		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "publish_commits_total",
 			Help: "Sets committed through the publish API."}),
+		refreshes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "publish_refreshes_total",
+			Help: "Live manifests re-signed with a new expiry through the publish API."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "publish_rejected_total",
 			Help: "Publish API calls refused, by reason."}, []string{"reason"}),
 		objects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Name: "publish_objects_total",
@@ -62,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, objs *objcache.Cache) (*metrics, erro
 	}
 	mem := objs.Collectors(ns)
 	for _, c := range append([]prometheus.Collector{m.requests, m.bytes, m.waiters, m.liveID, m.liveAge, m.commits,
-		m.rejected, m.objects, m.objectBytes, m.notify}, mem...) {
+		m.refreshes, m.rejected, m.objects, m.objectBytes, m.notify}, mem...) {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

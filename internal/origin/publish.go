@@ -97,6 +97,11 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, op string)
 			return
 		}
 		err = s.publishCommit(w, r)
+	case op == "refresh":
+		if !s.allow(w, r, http.MethodPost) {
+			return
+		}
+		err = s.publishRefresh(w, r)
 	case op == "batch":
 		if !s.allow(w, r, http.MethodPost) {
 			return
@@ -391,39 +396,56 @@ func parseBatchHeader(line []byte) (digest.SHA256, int64, error) {
 
 // publishCommit takes the root's lock and commits a set through
 // layout.Commit, the same gate a local publish passes.
-func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
+// readCommit reads the JSON body of a commit or a refresh: the manifest
+// (decoded, not yet verified), SETS and their signatures.
+func readCommit(w http.ResponseWriter, r *http.Request) (commitRequest, *manifest.Manifest, error) {
+	var req commitRequest
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			return apiErr(http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/json", err)
+			return req, nil, apiErr(http.StatusUnsupportedMediaType, "bad_request", "Content-Type must be application/json", err)
 		}
 	}
-	var req commitRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxCommitBody))
 	if err := dec.Decode(&req); err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return bodyErr(err)
+			return req, nil, bodyErr(err)
 		}
-		return apiErr(http.StatusBadRequest, "bad_request", "body is not the commit JSON", err)
+		return req, nil, apiErr(http.StatusBadRequest, "bad_request", "body is not the commit JSON", err)
 	}
 	if len(req.Manifest) == 0 || len(req.ManifestSig) == 0 || len(req.Sets) == 0 || len(req.SetsSig) == 0 {
-		return apiErr(http.StatusBadRequest, "bad_request", "manifest, manifest_sig, sets and sets_sig are all required", nil)
+		return req, nil, apiErr(http.StatusBadRequest, "bad_request", "manifest, manifest_sig, sets and sets_sig are all required", nil)
 	}
 	m, err := manifest.Decode(req.Manifest)
 	if err != nil {
-		return apiErr(http.StatusBadRequest, "malformed", "manifest does not decode", err)
+		return req, nil, apiErr(http.StatusBadRequest, "malformed", "manifest does not decode", err)
+	}
+	return req, m, nil
+}
+
+// lockRoot takes the root's Lock for a commit or a refresh, waiting at most
+// LockTimeout: a lock held longer is a 409 "locked".
+func (s *Server) lockRoot(r *http.Request) (unlock func() error, err error) {
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.LockTimeout)
+	defer cancel()
+	unlock, err = s.root.Lock(ctx)
+	if err != nil && (errors.Is(err, layout.ErrLocked) || errors.Is(err, context.DeadlineExceeded)) {
+		return nil, apiErr(http.StatusConflict, "locked", "another publish holds the lock; try again", err)
+	}
+	return unlock, err
+}
+
+func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
+	req, m, err := readCommit(w, r)
+	if err != nil {
+		return err
 	}
 	// The commit must finish once started, whether or not the client waits
 	// for the answer; layout.Commit is resumable, but a half-built set is
 	// work for nobody.
 	ctx := context.WithoutCancel(r.Context())
-	lctx, cancel := context.WithTimeout(r.Context(), s.cfg.LockTimeout)
-	unlock, err := s.root.Lock(lctx)
-	cancel()
+	unlock, err := s.lockRoot(r)
 	if err != nil {
-		if errors.Is(err, layout.ErrLocked) || errors.Is(err, context.DeadlineExceeded) {
-			return apiErr(http.StatusConflict, "locked", "another publish holds the lock; try again", err)
-		}
 		return err
 	}
 	stage := s.takeAhead(m.Set)
@@ -454,6 +476,14 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.met.commits.Inc()
 	s.log.Info("set committed", "set", m.Set, "set_id", m.ID.String(), "remote", r.RemoteAddr)
+	s.notifyAll(m)
+	writeJSON(w, http.StatusOK, CommitResponse{Set: m.Set, ID: m.ID.String()})
+	return nil
+}
+
+// notifyAll queues a push notice of m's set and ID for every --notify
+// mirror, never waiting: a full queue drops the notice (mirrors poll).
+func (s *Server) notifyAll(m *manifest.Manifest) {
 	for _, u := range s.cfg.Notify {
 		select {
 		case s.notifyq <- notice{url: u, body: CommitResponse{Set: m.Set, ID: m.ID.String()}}:
@@ -462,6 +492,41 @@ func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 			s.log.Warn("notify queue full, notice dropped", "upstream", u, "set", m.Set, "set_id", m.ID.String())
 		}
 	}
+}
+
+// publishRefresh replaces the live manifest of a set with the same
+// manifest re-signed with a new expiry (layout.Root.Refresh): `pkgpublish
+// refresh --master`, for a set not rebuilt before its manifest expires.
+func (s *Server) publishRefresh(w http.ResponseWriter, r *http.Request) error {
+	req, m, err := readCommit(w, r)
+	if err != nil {
+		return err
+	}
+	ctx := context.WithoutCancel(r.Context()) // as a commit: finish once started
+	unlock, err := s.lockRoot(r)
+	if err != nil {
+		return err
+	}
+	err = s.root.Refresh(ctx, layout.Commit{
+		Manifest: m, ManifestData: req.Manifest, ManifestSig: req.ManifestSig,
+		SetsData: req.Sets, SetsSig: req.SetsSig,
+	}, s.cfg.Verifier, s.cfg.Now())
+	if uerr := unlock(); uerr != nil {
+		s.log.Error("unlock root", "err", uerr)
+	}
+	switch {
+	case errors.Is(err, layout.ErrNotFound):
+		return apiErr(http.StatusNotFound, "not_found", "the set is not published", err)
+	case err != nil:
+		return commitErr(err)
+	}
+	if err := s.refresh(true); err != nil {
+		s.log.Error("refresh sets after manifest refresh", "set", m.Set, "set_id", m.ID.String(), "err", err)
+	}
+	s.met.refreshes.Inc()
+	s.log.Info("manifest refreshed", "set", m.Set, "set_id", m.ID.String(),
+		"expires", m.Expires.UTC().Format(time.RFC3339), "remote", r.RemoteAddr)
+	s.notifyAll(m)
 	writeJSON(w, http.StatusOK, CommitResponse{Set: m.Set, ID: m.ID.String()})
 	return nil
 }
@@ -490,6 +555,8 @@ func commitErr(err error) error {
 		return apiErr(http.StatusConflict, "rollback", "set ID not newer than the live one", err)
 	case errors.Is(err, layout.ErrConflict):
 		return apiErr(http.StatusConflict, "conflict", "the set was published meanwhile", err)
+	case errors.Is(err, layout.ErrNotRefresh):
+		return apiErr(http.StatusUnprocessableEntity, "not_refresh", "a refresh may change only the manifest's expiry", err)
 	case errors.Is(err, layout.ErrSetsChanged):
 		return apiErr(http.StatusConflict, "sets_changed", "SETS changed meanwhile; re-read it and retry", err)
 	case errors.Is(err, manifest.ErrMalformed), errors.Is(err, setid.ErrBadSets), errors.Is(err, setid.ErrBadName):

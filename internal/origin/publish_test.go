@@ -20,6 +20,7 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -627,5 +628,110 @@ func TestStageAheadEvictsAndRebuilds(t *testing.T) {
 	}
 	if b := stage(last); b == a || !b.st.Usable() {
 		t.Fatal("a stage whose directory was removed was kept, not made again")
+	}
+}
+
+// TestPublishRefresh: POST refresh re-signs the live manifest with a new
+// expiry (same set ID), and refuses anything else, changing nothing.
+func TestPublishRefresh(t *testing.T) {
+	f := newFixture(t, nil)
+	m, err := f.publishRemote(set, map[string]string{"All/a.pkg": "a1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Add(m.Expires.Sub(f.clock.Now()) + time.Second)
+	if err := f.srv.Refresh(); err != nil {
+		t.Fatal(err)
+	}
+	if st := f.health.Status(f.clock.Now()); !st.Degraded {
+		t.Fatalf("expired live manifest: health %+v, want degraded", st)
+	}
+	dir := t.TempDir()
+	if _, err := sign.GenerateKey(filepath.Join(dir, "stranger")); err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := sign.LoadSigner(filepath.Join(dir, "stranger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := f.clock.Now().Add(manifest.DefaultValidity)
+	resign := func(c layout.Commit, signer *sign.Signer) layout.Commit {
+		c.ManifestData, c.ManifestSig, _ = c.Manifest.Sign(signer)
+		sets, _ := setid.ParseSets(bytes.NewReader(c.SetsData))
+		c.SetsData, c.SetsSig = manifest.SignSets(sets.With(setid.Entry{Set: set, ID: m.ID, Manifest: digest.Sum(c.ManifestData)}), signer)
+		return c
+	}
+	for _, tt := range []struct {
+		name       string
+		body       func() []byte
+		wantStatus int
+		wantCode   string
+	}{
+		{"not json", func() []byte { return []byte("[") }, 400, "bad_request"},
+		{"other files", func() []byte {
+			c := f.refreshCommit(set, later)
+			c.Manifest.Entries[0].Size++
+			return commitBody(t, resign(c, f.signer))
+		}, 422, "not_refresh"},
+		{"untrusted key", func() []byte { return commitBody(t, resign(f.refreshCommit(set, later), stranger)) }, 403, "untrusted_key"},
+		{"already expired", func() []byte { return commitBody(t, f.refreshCommit(set, f.clock.Now().Add(-time.Minute))) }, 422, "expired"},
+		{"set never published", func() []byte {
+			c := f.refreshCommit(set, later)
+			c.Manifest.Set = "debian/none"
+			return commitBody(t, resign(c, f.signer))
+		}, 404, "not_found"},
+		{"another set published meanwhile", func() []byte {
+			c := f.refreshCommit(set, later)
+			if _, err := f.publishRemote("debian/stable", map[string]string{"x": "x"}); err != nil {
+				t.Fatal(err)
+			}
+			return commitBody(t, c)
+		}, 409, "sets_changed"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before, _, _ := f.root.Manifest(set, m.ID)
+			resp, body := f.api("POST", "refresh", bytes.NewReader(tt.body()), "Content-Type", "application/json")
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("refresh = %s %s, want %d", resp.Status, body, tt.wantStatus)
+			}
+			if e := apiCode(t, body); e.Code != tt.wantCode || e.Error == "" {
+				t.Errorf("error %+v, want code %q and a message", e, tt.wantCode)
+			}
+			if after, _, _ := f.root.Manifest(set, m.ID); !bytes.Equal(before, after) {
+				t.Error("a refused refresh changed the manifest")
+			}
+		})
+	}
+	if resp, _ := f.do("POST", "/.pkgcdn/publish/refresh", bytes.NewReader(commitBody(t, f.refreshCommit(set, later)))); resp.StatusCode != 401 {
+		t.Errorf("refresh without the token = %s, want 401", resp.Status)
+	}
+	if resp, _ := f.api("GET", "refresh", nil); resp.StatusCode != 405 {
+		t.Errorf("GET refresh = %s, want 405", resp.Status)
+	}
+
+	c := f.refreshCommit(set, later)
+	for range 2 { // a retried refresh (its answer lost) is accepted again
+		resp, body := f.api("POST", "refresh", bytes.NewReader(commitBody(t, c)), "Content-Type", "application/json")
+		if resp.StatusCode != 200 {
+			t.Fatalf("refresh = %s %s", resp.Status, body)
+		}
+	}
+	if got := f.liveID(set); got != m.ID {
+		t.Errorf("live set %s after a refresh, want %s", got, m.ID)
+	}
+	if resp, body := f.get("/.pkgcdn/manifest/" + set + "/" + m.ID.String()); resp.StatusCode != 200 || !bytes.Equal(body, c.ManifestData) {
+		t.Errorf("manifest after refresh: %s, want the refreshed bytes", resp.Status)
+	}
+	if resp, body := f.get("/.pkgcdn/sets"); resp.StatusCode != 200 || !bytes.Equal(body, c.SetsData) {
+		t.Errorf("SETS after refresh: %s %q, want the refreshed SETS", resp.Status, body)
+	}
+	if st := f.health.Status(f.clock.Now()); st.Degraded {
+		t.Errorf("refreshed live manifest: health %+v, want ok", st)
+	}
+	if got := f.metricValue("pkgcdn_origin_publish_refreshes_total"); got != 2 {
+		t.Errorf("publish_refreshes_total = %v, want 2", got)
+	}
+	if resp, b := f.get("/" + set + "/All/a.pkg"); string(b) != "a1" {
+		t.Errorf("served %s %q after a refresh, want a1", resp.Status, b)
 	}
 }
