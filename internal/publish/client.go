@@ -77,6 +77,8 @@ func (e *RemoteError) hint() string {
 		return "the master holds a newer set ID: check this host's clock"
 	case e.Code == "expired":
 		return "check this host's clock and --valid"
+	case e.Code == "not_refresh":
+		return "a refresh only moves the expiry later: check --valid"
 	case e.Status == http.StatusInsufficientStorage:
 		return "the master's disk is full"
 	case e.Status == http.StatusRequestEntityTooLarge:
@@ -597,12 +599,23 @@ type CommitRequest struct {
 
 // Commit asks the master to switch the set to the signed manifest and SETS.
 func (c *Client) Commit(ctx context.Context, cr CommitRequest) error {
+	return c.postCommit(ctx, "commit", cr)
+}
+
+// Refresh asks the master to replace the live manifest of a set with cr's,
+// the same manifest re-signed with a later expiry, and SETS with cr's.
+func (c *Client) Refresh(ctx context.Context, cr CommitRequest) error {
+	return c.postCommit(ctx, "refresh", cr)
+}
+
+// postCommit sends cr to the publish call op (commit or refresh), retrying.
+func (c *Client) postCommit(ctx context.Context, op string, cr CommitRequest) error {
 	body, err := json.Marshal(cr) // []byte fields marshal as standard base64, as the API wants
 	if err != nil {
 		return err
 	}
-	return c.retry(ctx, "commit", func() error {
+	return c.retry(ctx, op, func() error {
 		// The answer is {"set","id"}: we know both.
-		return c.smallPost(ctx, "commit", route.PublishURL(c.base, "commit"), "application/json", body, discardUpTo(1<<16))
+		return c.smallPost(ctx, op, route.PublishURL(c.base, op), "application/json", body, discardUpTo(1<<16))
 	})
 }

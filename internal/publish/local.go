@@ -215,15 +215,21 @@ func Rollback(ctx context.Context, cfg Config, root *layout.Root, to setid.ID) (
 	if err != nil {
 		return Result{}, fmt.Errorf("rollback: set %s %s: %w", cfg.Set, to, err)
 	}
-	items := make([]Item, len(old.Entries))
-	for i, e := range old.Entries {
-		items[i] = Item{Path: e.Path, Size: e.Size, SHA256: e.SHA256}
-	}
 	st, err := readLocal(root, cfg.Set)
 	if err != nil {
 		return Result{}, err
 	}
-	return commitLocal(ctx, &cfg, root, items, st, nil, nil)
+	return commitLocal(ctx, &cfg, root, manifestItems(old), st, nil, nil)
+}
+
+// manifestItems returns the files of m as Items of a publish whose objects
+// the target already holds (no Src).
+func manifestItems(m *manifest.Manifest) []Item {
+	items := make([]Item, len(m.Entries))
+	for i, e := range m.Entries {
+		items[i] = Item{Path: e.Path, Size: e.Size, SHA256: e.SHA256}
+	}
+	return items
 }
 
 // localState is what a root holds for one set before a publish.

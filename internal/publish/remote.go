@@ -12,6 +12,7 @@ import (
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -35,7 +36,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	// The live manifest, read before hashing, says which files the master
 	// surely holds (a live set's objects are never collected): only the
 	// others are asked about, in batches, and uploaded while hashing goes on.
-	sets, live, err := remoteLive(ctx, c, cfg.Set)
+	sets, live, err := remoteLive(ctx, c, cfg.Set, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -74,7 +75,7 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 		if attempt > 1 { // SETS changed meanwhile: read it again
 			base := live
 			var err error
-			if sets, live, err = remoteLive(ctx, c, cfg.Set); err != nil {
+			if sets, live, err = remoteLive(ctx, c, cfg.Set, nil); err != nil {
 				return res, err
 			}
 			if liveID(live) != liveID(base) {
@@ -154,9 +155,10 @@ func committed(ctx context.Context, c *Client, entry setid.Entry) bool {
 
 // remoteLive reads the master's SETS and the live manifest of set (nil if
 // the set was never published). The manifest must be the one SETS names
-// (its sha256); its signature is left to the master, which checks the
-// commit against its trusted keys and its live set.
-func remoteLive(ctx context.Context, c *Client, set string) (setid.Sets, *manifest.Manifest, error) {
+// (its sha256). If v is not nil, its signature must verify with v (an
+// expired manifest is accepted); a publish leaves that to the master, which
+// checks the commit against its trusted keys and its live set.
+func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (setid.Sets, *manifest.Manifest, error) {
 	data, _, err := c.Sets(ctx)
 	if errors.Is(err, ErrNotFound) {
 		return nil, nil, nil
@@ -172,21 +174,38 @@ func remoteLive(ctx context.Context, c *Client, set string) (setid.Sets, *manife
 	if !ok {
 		return sets, nil, nil
 	}
-	mdata, _, err := c.Manifest(ctx, set, e.ID)
+	m, err := remoteManifest(ctx, c, set, e.ID, &e.Manifest, v)
 	if err != nil {
 		return nil, nil, err
 	}
-	if got := digest.Sum(mdata); got != e.Manifest {
-		return nil, nil, fmt.Errorf("master manifest %s %s: %w", set, e.ID, &digest.MismatchError{Want: e.Manifest, Got: got})
-	}
-	m, err := manifest.Decode(mdata)
-	if err != nil {
-		return nil, nil, fmt.Errorf("master manifest %s %s: %w", set, e.ID, err)
-	}
-	if m.Set != set || m.ID != e.ID {
-		return nil, nil, fmt.Errorf("master manifest %s %s: %w: names %s %s", set, e.ID, manifest.ErrMismatch, m.Set, m.ID)
-	}
 	return sets, m, nil
+}
+
+// remoteManifest reads the manifest of set id from the master, checks its
+// sha256 against want (if not nil) and its signature with v (if not nil;
+// an expired manifest is accepted), decodes it and checks that it names
+// set and id.
+func remoteManifest(ctx context.Context, c *Client, set string, id setid.ID, want *digest.SHA256, v *sign.Verifier) (*manifest.Manifest, error) {
+	mdata, sig, err := c.Manifest(ctx, set, id)
+	if err != nil {
+		return nil, err
+	}
+	if got := digest.Sum(mdata); want != nil && got != *want {
+		return nil, fmt.Errorf("master manifest %s %s: %w", set, id, &digest.MismatchError{Want: *want, Got: got})
+	}
+	var m *manifest.Manifest
+	if v != nil {
+		m, err = manifest.Open(mdata, sig, v, time.Time{}) // the zero time: expiry not checked
+	} else {
+		m, err = manifest.Decode(mdata)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("master manifest %s %s: %w", set, id, err)
+	}
+	if m.Set != set || m.ID != id {
+		return nil, fmt.Errorf("master manifest %s %s: %w: names %s %s", set, id, manifest.ErrMismatch, m.Set, m.ID)
+	}
+	return m, nil
 }
 
 // uploadMissing asks the master which of objs it lacks (only those in only,

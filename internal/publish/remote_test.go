@@ -184,12 +184,16 @@ func (fm *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fm.batchQs++
 		fm.mu.Unlock()
 		http.NotFound(w, r)
-	case op == "commit" && r.Method == http.MethodPost:
-		fm.mu.Lock()
-		fm.commits++
-		n := fm.commits
-		hook := fm.onCommit
-		fm.mu.Unlock()
+	case (op == "commit" || op == "refresh") && r.Method == http.MethodPost:
+		var hook func(int)
+		var n int
+		if op == "commit" {
+			fm.mu.Lock()
+			fm.commits++
+			n = fm.commits
+			hook = fm.onCommit
+			fm.mu.Unlock()
+		}
 		if hook != nil {
 			hook(n)
 		}
@@ -204,8 +208,12 @@ func (fm *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer unlock()
-		err = fm.root.Commit(r.Context(), layout.Commit{ManifestData: cr.Manifest, ManifestSig: cr.ManifestSig,
-			SetsData: cr.Sets, SetsSig: cr.SetsSig}, fm.v, fm.now())
+		c := layout.Commit{ManifestData: cr.Manifest, ManifestSig: cr.ManifestSig, SetsData: cr.Sets, SetsSig: cr.SetsSig}
+		if op == "refresh" {
+			err = fm.root.Refresh(r.Context(), c, fm.v, fm.now())
+		} else {
+			err = fm.root.Commit(r.Context(), c, fm.v, fm.now())
+		}
 		var mo *layout.MissingObjectsError
 		switch {
 		case err == nil:
@@ -221,6 +229,10 @@ func (fm *fakeMaster) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			apiError(w, 409, "conflict", err.Error(), nil)
 		case errors.Is(err, layout.ErrSetsChanged):
 			apiError(w, 409, "sets_changed", err.Error(), nil)
+		case errors.Is(err, layout.ErrNotRefresh):
+			apiError(w, 422, "not_refresh", err.Error(), nil)
+		case errors.Is(err, layout.ErrNotFound):
+			apiError(w, 404, "not_found", err.Error(), nil)
 		case errors.As(err, &mo):
 			apiError(w, 422, "missing_objects", err.Error(), mo.Missing)
 		default:

@@ -1,0 +1,193 @@
+package publish
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pkgcdn/pkgcdn/internal/digest"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
+	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
+)
+
+// forgeManifest replaces, behind the master's back, the manifest of set id
+// in root with m signed by signer, and SETS with one naming it (the SETS
+// signature is left alone: clients read SETS for its entries).
+func forgeManifest(t *testing.T, root *layout.Root, m *manifest.Manifest, signer *sign.Signer) {
+	t.Helper()
+	data, sig, err := m.Sign(signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := root.SetDir(m.Set, m.ID)
+	for name, b := range map[string][]byte{layout.ManifestFile: data, layout.ManifestSigFile: sig} {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if live, _ := root.Live(m.Set); live != m.ID {
+		return // a retained set: SETS does not name it
+	}
+	sd, _, err := root.Sets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := setid.ParseSets(bytes.NewReader(sd))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root.Dir, "SETS"), sets.With(setid.Entry{Set: m.Set, ID: m.ID, Manifest: digest.Sum(data)}).Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRefreshRemote(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	fm, srv := newFakeMaster(t, pub)
+	c := newClient(t, srv.URL, fm.token)
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"All/a.pkg": "a", "meta.conf": "m"})
+	cfg.Valid = 48 * time.Hour
+	r1, err := PublishRemote(t.Context(), cfg, c, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := liveManifest(t, fm.root, testSet, pub)
+	puts := fm.putCount()
+
+	cfg.Valid = 30 * 24 * time.Hour
+	r2, err := RefreshRemote(t.Context(), cfg, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.ID != r1.ID {
+		t.Fatalf("RefreshRemote changed the set ID: %s -> %s", r1.ID, r2.ID)
+	}
+	after := checkConsistent(t, fm.root, testSet, pub)
+	if !after.Expires.After(before.Expires.Add(20*24*time.Hour)) || !after.Created.Equal(before.Created) || len(after.Entries) != 2 {
+		t.Errorf("after refresh: created %v expires %v, %d files; want created %v, expiry about 30 days on, 2 files",
+			after.Created, after.Expires, len(after.Entries), before.Created)
+	}
+	if ids, _ := fm.root.SetIDs(testSet); len(ids) != 1 || fm.putCount() != puts {
+		t.Errorf("refresh made sets %v, sent %d objects; want one set, nothing sent", ids, fm.putCount()-puts)
+	}
+	// The refreshed set is live and announced: an unchanged publish is a no-op.
+	if r3, err := PublishRemote(t.Context(), cfg, c, src); err != nil || r3.New || r3.ID != r1.ID {
+		t.Errorf("publish after refresh = %+v, %v; want no new set", r3, err)
+	}
+
+	other := cfg
+	other.Set = "debian/none"
+	if _, err := RefreshRemote(t.Context(), other, c); !errors.Is(err, ErrNotFound) {
+		t.Errorf("RefreshRemote of a set never published = %v, want ErrNotFound", err)
+	}
+
+	// A master that offers a manifest with other files (its own key)
+	// gets nothing signed by ours.
+	forged := *after
+	forged.Entries = append(forged.Entries, manifest.Entry{Path: "evil.pkg", Size: 1, SHA256: digest.Sum([]byte("x")), Modified: forged.ID})
+	forged.Sort()
+	stranger, _ := newKey(t)
+	forgeManifest(t, fm.root, &forged, stranger)
+	if _, err := RefreshRemote(t.Context(), cfg, c); !errors.Is(err, sign.ErrUnknownKey) {
+		t.Errorf("RefreshRemote of a manifest signed by another key = %v, want sign.ErrUnknownKey", err)
+	}
+	data, _, err := fm.root.Manifest(testSet, r1.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := manifest.Decode(data); err != nil || len(m.Entries) != 3 || !m.Expires.Equal(after.Expires) {
+		t.Errorf("the forged manifest was replaced (%v)", err)
+	}
+}
+
+func TestRollbackRemote(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	publishAll := func(t *testing.T, files map[string]string) (*fakeMaster, *Client, []Result) {
+		fm, srv := newFakeMaster(t, pub)
+		c := newClient(t, srv.URL, fm.token)
+		src := t.TempDir()
+		var rs []Result
+		for _, f := range []map[string]string{{"All/a.pkg": "a1", "meta.conf": "m"}, files} {
+			writeTree(t, src, f)
+			r, err := PublishRemote(t.Context(), cfg, c, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, r)
+		}
+		return fm, c, rs
+	}
+
+	t.Run("publishes the old content as a new ID", func(t *testing.T) {
+		fm, c, rs := publishAll(t, map[string]string{"All/a.pkg": "a2", "All/b.pkg": "b"})
+		puts := fm.putCount()
+		r, err := RollbackRemote(t.Context(), cfg, c, rs[0].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := checkConsistent(t, fm.root, testSet, pub)
+		if !r.New || !r.ID.After(rs[1].ID) || m.ID != r.ID || m.Previous != rs[1].ID {
+			t.Errorf("rollback = %+v, live %s (previous %s); want a new ID after %s", r, m.ID, m.Previous, rs[1].ID)
+		}
+		// src still holds b.pkg, but the rollback is of set 1's content.
+		e, ok := m.Lookup("All/a.pkg")
+		if len(m.Entries) != 2 || !ok || e.SHA256 != digest.Sum([]byte("a1")) {
+			t.Errorf("rolled back to %v, want set 1's two files", m.Entries)
+		}
+		if fm.putCount() != puts {
+			t.Errorf("rollback sent %d objects, want none", fm.putCount()-puts)
+		}
+	})
+	t.Run("refusals change nothing", func(t *testing.T) {
+		for _, tc := range []struct {
+			name   string
+			damage func(t *testing.T, fm *fakeMaster, rs []Result) setid.ID
+			want   error
+		}{
+			{"not retained", func(t *testing.T, fm *fakeMaster, rs []Result) setid.ID {
+				return setid.FromTime(rs[0].ID.Time().Add(-time.Hour))
+			}, ErrNotFound},
+			{"objects collected", func(t *testing.T, fm *fakeMaster, rs []Result) setid.ID {
+				if err := os.Remove(fm.root.ObjectPath(digest.Sum([]byte("a1")))); err != nil {
+					t.Fatal(err)
+				}
+				return rs[0].ID
+			}, ErrMissingObjects},
+			{"old manifest signed by another key", func(t *testing.T, fm *fakeMaster, rs []Result) setid.ID {
+				data, _, err := fm.root.Manifest(testSet, rs[0].ID)
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := manifest.Decode(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				stranger, _ := newKey(t)
+				forgeManifest(t, fm.root, m, stranger)
+				return rs[0].ID
+			}, sign.ErrUnknownKey},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				fm, c, rs := publishAll(t, map[string]string{"All/a.pkg": "a2"})
+				to := tc.damage(t, fm, rs)
+				_, err := RollbackRemote(t.Context(), cfg, c, to)
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("RollbackRemote = %v, want %v", err, tc.want)
+				}
+				if live, _ := fm.root.Live(testSet); live != rs[1].ID {
+					t.Errorf("live set %s after a refused rollback, want %s", live, rs[1].ID)
+				}
+			})
+		}
+	})
+}
