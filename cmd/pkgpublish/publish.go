@@ -9,6 +9,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pkgcdn/pkgcdn/internal/publish"
+	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -39,10 +40,7 @@ func (e *env) publishCmd() *cli.Command {
 			"cached from the last run), sends only the objects the target lacks, signs the manifest and SETS, " +
 			"and switches the set. If nothing changed, no set is made and the live set ID is printed. " +
 			"Exactly one of --root (local) and --master (remote) names the target.",
-		Flags: []cli.Flag{
-			rootFlag(),
-			&cli.StringFlag{Name: "master", EnvVars: envs("master"), Usage: "base URL of a pkgcdn master to publish to"},
-			&cli.StringFlag{Name: "token-file", EnvVars: envs("token-file"), Usage: "file holding the master's upload token (with --master)"},
+		Flags: append(targetFlags(),
 			setNameFlag("set name, e.g. FreeBSD:14:amd64/latest (required)"),
 			keyFlag(),
 			validFlag(),
@@ -51,10 +49,51 @@ func (e *env) publishCmd() *cli.Command {
 			&cli.StringFlag{Name: "hash-cache", EnvVars: envs("hash-cache"),
 				Usage: "hash cache file (default: $XDG_CACHE_HOME/pkgcdn/ or ~/.cache/pkgcdn/, named after SRCDIR)"},
 			&cli.BoolFlag{Name: "no-hash-cache", EnvVars: envs("no-hash-cache"), Usage: "read and hash every file, keep no cache"},
-			&cli.IntFlag{Name: "retries", Value: 5, EnvVars: envs("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
-		},
+		),
 		Action: e.publish,
 	}
+}
+
+// targetFlags are the flags that name the repository a command changes: a
+// local root, or a master and its upload token.
+func targetFlags() []cli.Flag {
+	return []cli.Flag{
+		rootFlag(),
+		&cli.StringFlag{Name: "master", EnvVars: envs("master"), Usage: "base URL of a pkgcdn master (instead of --root)"},
+		&cli.StringFlag{Name: "token-file", EnvVars: envs("token-file"), Usage: "file holding the master's upload token (with --master)"},
+		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: envs("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
+	}
+}
+
+// target is the repository of targetFlags: exactly one of root and master.
+type target struct {
+	root   *layout.Root
+	master *publish.Client
+}
+
+// target opens the repository that --root or --master names.
+func (e *env) target(c *cli.Context) (target, error) {
+	root, master := c.String("root"), c.String("master")
+	switch {
+	case (root == "") == (master == ""):
+		return target{}, usagef("give exactly one of --root and --master")
+	case root != "":
+		r, err := openRoot(c)
+		return target{root: r}, err
+	case c.String("token-file") == "":
+		return target{}, usagef("--master needs --token-file")
+	}
+	tok, err := os.ReadFile(c.String("token-file"))
+	if err != nil {
+		return target{}, fmt.Errorf("token: %w", err)
+	}
+	retries := c.Int("retries")
+	if retries == 0 {
+		retries = -1 // ClientConfig: negative is none, zero the default
+	}
+	client, err := publish.NewClient(publish.ClientConfig{URL: master, Token: strings.TrimSpace(string(tok)),
+		Retries: retries, Logger: e.log})
+	return target{master: client}, err
 }
 
 func (e *env) publish(c *cli.Context) error {
@@ -82,40 +121,18 @@ func (e *env) publish(c *cli.Context) error {
 	}
 	cfg.Jobs, cfg.HashWorkers = c.Int("jobs"), c.Int("hash-workers")
 
+	t, err := e.target(c)
+	if err != nil {
+		return err
+	}
 	var res publish.Result
-	switch root, master := c.String("root"), c.String("master"); {
-	case (root == "") == (master == ""):
-		return usagef("give exactly one of --root and --master")
-	case root != "":
-		r, err := openRoot(c)
-		if err != nil {
-			return err
-		}
-		res, err = publish.PublishLocal(c.Context, cfg, r, src)
-		if err != nil {
-			return err
-		}
-	default:
-		if c.String("token-file") == "" {
-			return usagef("--master needs --token-file")
-		}
-		tok, err := os.ReadFile(c.String("token-file"))
-		if err != nil {
-			return fmt.Errorf("token: %w", err)
-		}
-		retries := c.Int("retries")
-		if retries == 0 {
-			retries = -1 // ClientConfig: negative is none, zero the default
-		}
-		client, err := publish.NewClient(publish.ClientConfig{URL: master, Token: strings.TrimSpace(string(tok)),
-			Retries: retries, Logger: e.log})
-		if err != nil {
-			return err
-		}
-		res, err = publish.PublishRemote(c.Context, cfg, client, src)
-		if err != nil {
-			return err
-		}
+	if t.root != nil {
+		res, err = publish.PublishLocal(c.Context, cfg, t.root, src)
+	} else {
+		res, err = publish.PublishRemote(c.Context, cfg, t.master, src)
+	}
+	if err != nil {
+		return err
 	}
 	e.logResult(res)
 	_, err = fmt.Fprintln(e.stdout, res.ID)

@@ -14,9 +14,10 @@ func (e *env) refreshCmd() *cli.Command {
 		Usage: "re-sign the live set's manifest with a new expiry, same set ID; prints it",
 		Description: "For quiet weeks without builds: a manifest expires (default 30 days after its " +
 			"publish) and mirrors then flag the set degraded. refresh keeps the set and its ID and " +
-			"moves the expiry to now + --valid.",
+			"moves the expiry to now + --valid (never earlier than it is). With --master, the live manifest is " +
+			"read from the master and must verify with --key's public key.",
 		ArgsUsage: " ",
-		Flags:     []cli.Flag{rootFlag(), setNameFlag("set name (required)"), keyFlag(), validFlag()},
+		Flags:     append(targetFlags(), setNameFlag("set name (required)"), keyFlag(), validFlag()),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -25,11 +26,16 @@ func (e *env) refreshCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			root, err := openRoot(c)
+			t, err := e.target(c)
 			if err != nil {
 				return err
 			}
-			res, err := publish.Refresh(c.Context, cfg, root)
+			var res publish.Result
+			if t.root != nil {
+				res, err = publish.Refresh(c.Context, cfg, t.root)
+			} else {
+				res, err = publish.RefreshRemote(c.Context, cfg, t.master)
+			}
 			if err != nil {
 				return err
 			}

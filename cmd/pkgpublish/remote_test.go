@@ -6,35 +6,45 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/origin"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
 	"github.com/pkgcdn/pkgcdn/layout"
+	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
-func TestPublishMasterAndVerifyURL(t *testing.T) {
-	f := newFixture(t)
+// newMaster starts a master (origin over httptest) on f's root, trusting
+// f's key, with the upload token "tok" in the returned token file.
+func newMaster(t *testing.T, f fixture) (root *layout.Root, v *sign.Verifier, ts *httptest.Server, tokFile string) {
+	t.Helper()
 	v, err := sign.NewVerifier(f.pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	root, err := layout.Open(f.root)
-	if err != nil {
+	if root, err = layout.Open(f.root); err != nil {
 		t.Fatal(err)
 	}
 	srv, err := origin.New(origin.Config{Root: root, Verifier: v, PublishToken: "tok", Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
-	defer ts.Close()
-	tokFile := filepath.Join(f.dir, "token")
+	ts = httptest.NewServer(srv)
+	t.Cleanup(ts.Close)
+	tokFile = filepath.Join(f.dir, "token")
 	if err := os.WriteFile(tokFile, []byte("tok\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return root, v, ts, tokFile
+}
+
+func TestPublishMasterAndVerifyURL(t *testing.T) {
+	f := newFixture(t)
+	root, v, ts, tokFile := newMaster(t, f)
 	writeTree(t, f.src, map[string]string{"All/a.pkg": "aaaa", "All/b.pkg": "bbbb"})
 	t.Setenv("PKGCDN_TOKEN_FILE", tokFile) // flags also come from PKGCDN_<FLAG>
 	out := mustRun(t, "publish", "--master", ts.URL, "--set", set, "--key", f.key, "--no-hash-cache", f.src)
@@ -75,5 +85,65 @@ func TestPublishMasterAndVerifyURL(t *testing.T) {
 	code, _, errs := pkgpublish(t, "publish", "--master", ts.URL, "--set", set, "--key", f.key, "--no-hash-cache", f.src)
 	if code != exitAuth || !strings.Contains(errs, "check --token-file") {
 		t.Errorf("wrong token: exit %d, want %d\n%s", code, exitAuth, errs)
+	}
+}
+
+// TestRefreshRollbackMaster: refresh and rollback with --master, against a
+// real master.
+func TestRefreshRollbackMaster(t *testing.T) {
+	f := newFixture(t)
+	root, _, ts, tokFile := newMaster(t, f)
+	remote := func(cmd string, args ...string) []string {
+		return append([]string{cmd, "--master", ts.URL, "--token-file", tokFile, "--set", set, "--key", f.key}, args...)
+	}
+	publishID := func() setid.ID {
+		out := mustRun(t, remote("publish", "--no-hash-cache", f.src)...)
+		id, err := setid.Parse(strings.TrimSpace(out))
+		if err != nil {
+			t.Fatalf("publish printed %q", out)
+		}
+		return id
+	}
+	writeTree(t, f.src, map[string]string{"All/a.pkg": "a1", "meta.conf": "m"})
+	id1 := publishID()
+	writeTree(t, f.src, map[string]string{"All/a.pkg": "a2"})
+	id2 := publishID()
+
+	manifestOf := func(id setid.ID) *manifest.Manifest {
+		data, _, err := root.Manifest(set, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := manifest.Decode(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	before := manifestOf(id2).Expires
+	out := mustRun(t, remote("refresh", "--valid", "90d")...)
+	if strings.TrimSpace(out) != id2.String() {
+		t.Errorf("refresh --master printed %q, want the live ID %s", out, id2)
+	}
+	if after := manifestOf(id2).Expires; after.Sub(before) < 59*24*time.Hour {
+		t.Errorf("refresh --valid 90d moved the expiry from %v to %v", before, after)
+	}
+	if code, _, errs := pkgpublish(t, remote("refresh", "--valid", "1d")...); code == 0 || !strings.Contains(errs, "not_refresh") {
+		t.Errorf("refresh pulling the expiry in: exit %d, want a refusal naming not_refresh\n%s", code, errs)
+	}
+
+	out = mustRun(t, remote("rollback", "--to", id1.String())...)
+	id3, err := setid.Parse(strings.TrimSpace(out))
+	if err != nil || !id3.After(id2) {
+		t.Fatalf("rollback --master printed %q, want a new ID after %s", out, id2)
+	}
+	if live, _ := root.Live(set); live != id3 {
+		t.Errorf("live set %s after rollback, want %s", live, id3)
+	}
+	if e, ok := manifestOf(id3).Lookup("All/a.pkg"); !ok || e.SHA256 != digest.Sum([]byte("a1")) {
+		t.Errorf("rolled-back All/a.pkg is %v, want set %s's", e, id1)
+	}
+	if code, _, errs := pkgpublish(t, remote("rollback", "--to", "20200101T000000Z")...); code == 0 || !strings.Contains(errs, "not retained") {
+		t.Errorf("rollback to an unknown ID: exit %d\n%s", code, errs)
 	}
 }

@@ -14,15 +14,16 @@ func (e *env) rollbackCmd() *cli.Command {
 		Name:  "rollback",
 		Usage: "publish the content of a retained set as a NEW set ID; prints it",
 		Description: "Set IDs only ever increase (mirrors refuse older ones), so reverting is a new set " +
-			"whose files are those of --to; paths whose content changes get the new ID as Last-Modified.",
+			"whose files are those of --to; paths whose content changes get the new ID as Last-Modified. " +
+			"With --master, the old manifest is read from the master and must verify with --key's public " +
+			"key, and nothing is uploaded: its objects must still be there (not yet collected by gc).",
 		ArgsUsage: " ",
-		Flags: []cli.Flag{
-			rootFlag(),
+		Flags: append(targetFlags(),
 			setNameFlag("set name (required)"),
 			&cli.StringFlag{Name: "to", EnvVars: envs("to"), Usage: "ID of the retained set whose content to publish (required)"},
 			keyFlag(),
 			validFlag(),
-		},
+		),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -35,11 +36,16 @@ func (e *env) rollbackCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			root, err := openRoot(c)
+			t, err := e.target(c)
 			if err != nil {
 				return err
 			}
-			res, err := publish.Rollback(c.Context, cfg, root, to)
+			var res publish.Result
+			if t.root != nil {
+				res, err = publish.Rollback(c.Context, cfg, t.root, to)
+			} else {
+				res, err = publish.RollbackRemote(c.Context, cfg, t.master, to)
+			}
 			if err != nil {
 				return err
 			}
