@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
@@ -15,13 +16,41 @@ import (
 
 func (e *env) listCmd() *cli.Command {
 	return &cli.Command{
-		Name:      "list",
-		Usage:     "list the sets of a root: IDs, files, sizes, expiry, which one is live",
+		Name:  "list",
+		Usage: "list the sets of a root or a master: IDs, files, sizes, expiry, which one is live",
+		Description: "With --root, every set ID on disk. With --url (a master or a mirror, no token needed), " +
+			"each set's live ID and the retained ones before it whose manifests the server still holds: " +
+			"the IDs `rollback --to` can use.",
 		ArgsUsage: " ",
-		Flags:     []cli.Flag{rootFlag()},
+		Flags: []cli.Flag{
+			rootFlag(),
+			&cli.StringFlag{Name: "url", EnvVars: envs("url"), Usage: "base URL of a master or mirror to list over HTTP"},
+			setNameFlag("with --url: list only this set"),
+		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
+			}
+			if (c.String("root") == "") == (c.String("url") == "") {
+				return usagef("give exactly one of --root and --url")
+			}
+			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "SET\tID\tLIVE\tFILES\tBYTES\tEXPIRES")
+			now := time.Now()
+			if c.String("url") != "" {
+				if c.String("set") != "" {
+					if _, err := setFlag(c); err != nil {
+						return err
+					}
+				}
+				infos, err := publish.ListRemote(c.Context, nil, c.String("url"), c.String("set"))
+				if err != nil {
+					return err
+				}
+				for _, in := range infos {
+					fmt.Fprintln(w, setLine(in, now))
+				}
+				return w.Flush()
 			}
 			root, err := openRoot(c)
 			if err != nil {
@@ -31,9 +60,6 @@ func (e *env) listCmd() *cli.Command {
 			if err != nil {
 				return err
 			}
-			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "SET\tID\tLIVE\tFILES\tBYTES\tEXPIRES")
-			now := time.Now()
 			for _, name := range names {
 				live, err := root.Live(name)
 				if err != nil {
@@ -53,21 +79,32 @@ func (e *env) listCmd() *cli.Command {
 }
 
 func listLine(root *layout.Root, name string, id, live setid.ID, now time.Time) string {
+	in := publish.SetInfo{Set: name, ID: id, Live: id == live}
+	data, _, err := root.Manifest(name, id)
+	var m *manifest.Manifest
+	if err == nil {
+		m, err = manifest.Decode(data)
+	}
+	if err != nil {
+		in.Err = err
+	} else {
+		in.Files, in.Bytes, in.Expires = len(m.Entries), m.TotalSize(), m.Expires
+	}
+	return setLine(in, now)
+}
+
+// setLine formats one line of list: SET ID LIVE FILES BYTES EXPIRES.
+func setLine(in publish.SetInfo, now time.Time) string {
 	mark := ""
-	if id == live {
+	if in.Live {
 		mark = "*"
 	}
-	data, _, err := root.Manifest(name, id)
-	if err != nil {
-		return fmt.Sprintf("%s\t%s\t%s\t?\t?\t%v", name, id, mark, err)
+	if in.Err != nil {
+		return fmt.Sprintf("%s\t%s\t%s\t?\t?\t%v", in.Set, in.ID, mark, in.Err)
 	}
-	m, err := manifest.Decode(data)
-	if err != nil {
-		return fmt.Sprintf("%s\t%s\t%s\t?\t?\t%v", name, id, mark, err)
-	}
-	exp := m.Expires.Format(time.RFC3339)
-	if m.Expired(now) {
+	exp := in.Expires.Format(time.RFC3339)
+	if !now.Before(in.Expires) {
 		exp += " (expired)"
 	}
-	return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s", name, id, mark, len(m.Entries), m.TotalSize(), exp)
+	return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s", in.Set, in.ID, mark, in.Files, in.Bytes, exp)
 }

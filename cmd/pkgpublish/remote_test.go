@@ -4,6 +4,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,10 +133,41 @@ func TestRefreshRollbackMaster(t *testing.T) {
 		t.Errorf("refresh pulling the expiry in: exit %d, want a refusal naming not_refresh\n%s", code, errs)
 	}
 
+	// list --url finds the rollback target; rollback --master uses it.
+	listed := func() []string {
+		var rows []string
+		for _, line := range strings.Split(strings.TrimSpace(mustRun(t, "list", "--url", ts.URL)), "\n")[1:] {
+			fields := strings.Fields(line)
+			if fields[0] != set {
+				t.Fatalf("list --url line %q", line)
+			}
+			if fields[2] == "*" {
+				fields[1] += "*"
+			}
+			rows = append(rows, fields[1])
+		}
+		return rows
+	}
+	if got, want := listed(), []string{id1.String(), id2.String() + "*"}; !slices.Equal(got, want) {
+		t.Errorf("list --url = %q, want %q", got, want)
+	}
 	out = mustRun(t, remote("rollback", "--to", id1.String())...)
 	id3, err := setid.Parse(strings.TrimSpace(out))
 	if err != nil || !id3.After(id2) {
 		t.Fatalf("rollback --master printed %q, want a new ID after %s", out, id2)
+	}
+	unlock, err := root.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := root.GC(t.Context(), layout.Policy{Keep: 2, Grace: time.Minute, Now: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := listed(), []string{id2.String(), id3.String() + "*"}; !slices.Equal(got, want) {
+		t.Errorf("list --url after gc = %q, want %q (the collected set is not listed)", got, want)
 	}
 	if live, _ := root.Live(set); live != id3 {
 		t.Errorf("live set %s after rollback, want %s", live, id3)

@@ -191,3 +191,58 @@ func TestRollbackRemote(t *testing.T) {
 		}
 	})
 }
+
+func TestListRemote(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	fm, srv := newFakeMaster(t, pub)
+	c := newClient(t, srv.URL, fm.token)
+	src := t.TempDir()
+	var ids []setid.ID
+	for _, content := range []string{"1", "22", "333"} {
+		writeTree(t, src, map[string]string{"a": content})
+		r, err := PublishRemote(t.Context(), cfg, c, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	other := cfg
+	other.Set = "debian/stable"
+	if _, err := PublishRemote(t.Context(), other, c, src); err != nil {
+		t.Fatal(err)
+	}
+
+	infos, err := ListRemote(t.Context(), nil, srv.URL, testSet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 3 {
+		t.Fatalf("ListRemote = %+v, want the 3 sets of %s", infos, testSet)
+	}
+	for i, in := range infos {
+		if in.Set != testSet || in.ID != ids[i] || in.Live != (i == 2) || in.Files != 1 || in.Bytes != int64(i+1) || in.Err != nil {
+			t.Errorf("set %d: %+v, want %s with %d bytes, live %v", i, in, ids[i], i+1, i == 2)
+		}
+	}
+	if all, err := ListRemote(t.Context(), nil, srv.URL, ""); err != nil || len(all) != 4 {
+		t.Errorf("ListRemote of every set = %d sets, %v; want 4", len(all), err)
+	}
+
+	// The oldest set collected: the list ends before it.
+	if err := os.RemoveAll(fm.root.SetDir(testSet, ids[0])); err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := ListRemote(t.Context(), nil, srv.URL, testSet); err != nil || len(infos) != 2 || infos[0].ID != ids[1] {
+		t.Errorf("after the oldest was collected: %+v, %v; want the 2 newer sets", infos, err)
+	}
+	// The live manifest unreadable: listed with its error.
+	if err := os.RemoveAll(fm.root.SetDir(testSet, ids[2])); err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := ListRemote(t.Context(), nil, srv.URL, testSet); err != nil || len(infos) != 1 || infos[0].Err == nil || !infos[0].Live {
+		t.Errorf("live manifest gone: %+v, %v; want the live set listed with an error", infos, err)
+	}
+	if _, err := ListRemote(t.Context(), nil, "ftp://x", ""); !errors.Is(err, ErrConfig) {
+		t.Errorf("ListRemote of an ftp URL = %v, want ErrConfig", err)
+	}
+}
