@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/layout"
 )
 
@@ -19,9 +20,9 @@ func (e *env) gcCmd() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			rootFlag(),
-			&cli.IntFlag{Name: "keep", Value: 3, EnvVars: envs("keep"), Usage: "newest sets kept per set name"},
-			&cli.StringFlag{Name: "grace", Value: "72h", EnvVars: envs("grace"), Usage: "keep what left the live set less than this long ago (e.g. 72h, 3d)"},
-			&cli.BoolFlag{Name: "dry-run", EnvVars: envs("dry-run"), Usage: "print the sets that would be removed, remove nothing"},
+			&cli.IntFlag{Name: "keep", Value: 3, EnvVars: cmdline.EnvVars("keep"), Usage: "newest sets kept per set name"},
+			&cli.StringFlag{Name: "grace", Value: "72h", EnvVars: cmdline.EnvVars("grace"), Usage: "keep what left the live set less than this long ago (e.g. 72h, 3d)"},
+			&cli.BoolFlag{Name: "dry-run", EnvVars: cmdline.EnvVars("dry-run"), Usage: "print the sets that would be removed, remove nothing"},
 		},
 		Action: func(c *cli.Context) (err error) {
 			if err := noArgs(c); err != nil {
@@ -32,7 +33,7 @@ func (e *env) gcCmd() *cli.Command {
 				return err
 			}
 			if c.Int("keep") < 0 {
-				return usagef("--keep must not be negative")
+				return cmdline.Usagef("--keep must not be negative")
 			}
 			root, err := openRoot(c)
 			if err != nil {

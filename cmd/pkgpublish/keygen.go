@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
 )
 
@@ -14,7 +15,7 @@ func (e *env) keygenCmd() *cli.Command {
 		Usage:     "make a signing key pair: PREFIX.key (mode 0600, unencrypted, for cron) and PREFIX.pub",
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "out", EnvVars: envs("out"), Usage: "path prefix of the key files (required)"},
+			&cli.StringFlag{Name: "out", EnvVars: cmdline.EnvVars("out"), Usage: "path prefix of the key files (required)"},
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -22,7 +23,7 @@ func (e *env) keygenCmd() *cli.Command {
 			}
 			prefix := c.String("out")
 			if prefix == "" {
-				return usagef("--out is required")
+				return cmdline.Usagef("--out is required")
 			}
 			pub, err := sign.GenerateKey(prefix)
 			if err != nil {

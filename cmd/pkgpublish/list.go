@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/layout"
@@ -24,7 +25,7 @@ func (e *env) listCmd() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			rootFlag(),
-			&cli.StringFlag{Name: "url", EnvVars: envs("url"), Usage: "base URL of a master or mirror to list over HTTP"},
+			&cli.StringFlag{Name: "url", EnvVars: cmdline.EnvVars("url"), Usage: "base URL of a master or mirror to list over HTTP"},
 			setNameFlag("with --url: list only this set"),
 		},
 		Action: func(c *cli.Context) error {
@@ -32,7 +33,7 @@ func (e *env) listCmd() *cli.Command {
 				return err
 			}
 			if (c.String("root") == "") == (c.String("url") == "") {
-				return usagef("give exactly one of --root and --url")
+				return cmdline.Usagef("give exactly one of --root and --url")
 			}
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "SET\tID\tLIVE\tFILES\tBYTES\tEXPIRES")

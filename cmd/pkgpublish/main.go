@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"io"
 	"log/slog"
 	"os"
@@ -74,16 +75,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func (e *env) app() *cli.App {
-	onUsage := func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+	onUsage := func(_ *cli.Context, err error, _ bool) error { return cmdline.UsageError{Err: err} }
 	app := &cli.App{
 		Name:    "pkgpublish",
 		Usage:   "publish package sets into a repository root or to a pkgcdn master",
 		Version: version.String(),
 		Writer:  e.stdout, ErrWriter: e.stderr,
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: envs("log-format"),
+			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: cmdline.EnvVars("log-format"),
 				Usage: "log format on stderr: text or json"},
-			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: envs("log-level"),
+			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: cmdline.EnvVars("log-level"),
 				Usage: "least severe level logged: debug, info, warn or error"},
 		},
 		Before:         e.setupLog,
@@ -99,34 +100,21 @@ func (e *env) app() *cli.App {
 	return app
 }
 
-// envs returns the environment variable of a flag: PKGCDN_<FLAG>.
-func envs(flag string) []string {
-	return []string{"PKGCDN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
-}
-
 func (e *env) setupLog(c *cli.Context) error {
 	log, err := logsetup.New(e.stderr, c.String("log-format"), c.String("log-level"))
 	if err != nil {
-		return usageError{err}
+		return cmdline.UsageError{Err: err}
 	}
 	e.log = log
 	return nil
 }
-
-// usageError is a mistake in flags or arguments: exit code 2.
-type usageError struct{ err error }
-
-func (u usageError) Error() string { return u.err.Error() }
-func (u usageError) Unwrap() error { return u.err }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
 
 // errVerifyFailed means verify found problems (already reported on stdout).
 var errVerifyFailed = errors.New("verification failed")
 
 // exitCode maps an error to the exit code: the one place that does.
 func exitCode(ctx context.Context, err error) int {
-	var ue usageError
+	var ue cmdline.UsageError
 	switch {
 	case err == nil:
 		return exitOK
@@ -172,7 +160,7 @@ func parseDuration(s string) (time.Duration, error) {
 func durationFlag(c *cli.Context, name string) (time.Duration, error) {
 	d, err := parseDuration(c.String(name))
 	if err != nil || d <= 0 {
-		return 0, usagef("--%s %q: want a positive duration such as 72h or 30d", name, c.String(name))
+		return 0, cmdline.Usagef("--%s %q: want a positive duration such as 72h or 30d", name, c.String(name))
 	}
 	return d, nil
 }
@@ -181,7 +169,7 @@ func durationFlag(c *cli.Context, name string) (time.Duration, error) {
 func openRoot(c *cli.Context) (*layout.Root, error) {
 	dir := c.String("root")
 	if dir == "" {
-		return nil, usagef("--root is required")
+		return nil, cmdline.Usagef("--root is required")
 	}
 	return layout.Open(dir)
 }
@@ -190,10 +178,10 @@ func openRoot(c *cli.Context) (*layout.Root, error) {
 func setFlag(c *cli.Context) (string, error) {
 	set := c.String("set")
 	if set == "" {
-		return "", usagef("--set is required")
+		return "", cmdline.Usagef("--set is required")
 	}
 	if err := setid.ValidateName(set); err != nil {
-		return "", usageError{err}
+		return "", cmdline.UsageError{Err: err}
 	}
 	return set, nil
 }
@@ -201,7 +189,7 @@ func setFlag(c *cli.Context) (string, error) {
 // signer loads the --key flag's private key.
 func signer(c *cli.Context) (*sign.Signer, error) {
 	if c.String("key") == "" {
-		return nil, usagef("--key is required")
+		return nil, cmdline.Usagef("--key is required")
 	}
 	return sign.LoadSigner(c.String("key"))
 }
@@ -209,7 +197,7 @@ func signer(c *cli.Context) (*sign.Signer, error) {
 // noArgs refuses positional arguments.
 func noArgs(c *cli.Context) error {
 	if c.NArg() > 0 {
-		return usagef("unexpected argument %q", c.Args().First())
+		return cmdline.Usagef("unexpected argument %q", c.Args().First())
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
@@ -15,20 +16,20 @@ import (
 
 // validFlag is the --valid flag of publish, rollback and refresh.
 func validFlag() cli.Flag {
-	return &cli.StringFlag{Name: "valid", Value: fmt.Sprintf("%dd", manifest.DefaultValidity/(24*time.Hour)), EnvVars: envs("valid"),
+	return &cli.StringFlag{Name: "valid", Value: fmt.Sprintf("%dd", manifest.DefaultValidity/(24*time.Hour)), EnvVars: cmdline.EnvVars("valid"),
 		Usage: "how long the new manifest stays valid (e.g. 30d, 720h)"}
 }
 
 func keyFlag() cli.Flag {
-	return &cli.StringFlag{Name: "key", EnvVars: envs("key"), Usage: "private key file made by keygen (required)"}
+	return &cli.StringFlag{Name: "key", EnvVars: cmdline.EnvVars("key"), Usage: "private key file made by keygen (required)"}
 }
 
 func setNameFlag(usage string) cli.Flag {
-	return &cli.StringFlag{Name: "set", EnvVars: envs("set"), Usage: usage}
+	return &cli.StringFlag{Name: "set", EnvVars: cmdline.EnvVars("set"), Usage: usage}
 }
 
 func rootFlag() cli.Flag {
-	return &cli.StringFlag{Name: "root", EnvVars: envs("root"), Usage: "repository root directory"}
+	return &cli.StringFlag{Name: "root", EnvVars: cmdline.EnvVars("root"), Usage: "repository root directory"}
 }
 
 func (e *env) publishCmd() *cli.Command {
@@ -44,11 +45,11 @@ func (e *env) publishCmd() *cli.Command {
 			setNameFlag("set name, e.g. FreeBSD:14:amd64/latest (required)"),
 			keyFlag(),
 			validFlag(),
-			&cli.IntFlag{Name: "jobs", EnvVars: envs("jobs"), Usage: "objects sent at once (0: 4 uploads with --master, 16 copies with --root)"},
-			&cli.IntFlag{Name: "hash-workers", EnvVars: envs("hash-workers"), Usage: "files hashed at once; with --root they also copy new files (0: one per CPU, 4 per CPU with --root)"},
-			&cli.StringFlag{Name: "hash-cache", EnvVars: envs("hash-cache"),
+			&cli.IntFlag{Name: "jobs", EnvVars: cmdline.EnvVars("jobs"), Usage: "objects sent at once (0: 4 uploads with --master, 16 copies with --root)"},
+			&cli.IntFlag{Name: "hash-workers", EnvVars: cmdline.EnvVars("hash-workers"), Usage: "files hashed at once; with --root they also copy new files (0: one per CPU, 4 per CPU with --root)"},
+			&cli.StringFlag{Name: "hash-cache", EnvVars: cmdline.EnvVars("hash-cache"),
 				Usage: "hash cache file (default: $XDG_CACHE_HOME/pkgcdn/ or ~/.cache/pkgcdn/, named after SRCDIR)"},
-			&cli.BoolFlag{Name: "no-hash-cache", EnvVars: envs("no-hash-cache"), Usage: "read and hash every file, keep no cache"},
+			&cli.BoolFlag{Name: "no-hash-cache", EnvVars: cmdline.EnvVars("no-hash-cache"), Usage: "read and hash every file, keep no cache"},
 		),
 		Action: e.publish,
 	}
@@ -59,9 +60,9 @@ func (e *env) publishCmd() *cli.Command {
 func targetFlags() []cli.Flag {
 	return []cli.Flag{
 		rootFlag(),
-		&cli.StringFlag{Name: "master", EnvVars: envs("master"), Usage: "base URL of a pkgcdn master (instead of --root)"},
-		&cli.StringFlag{Name: "token-file", EnvVars: envs("token-file"), Usage: "file holding the master's upload token (with --master)"},
-		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: envs("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
+		&cli.StringFlag{Name: "master", EnvVars: cmdline.EnvVars("master"), Usage: "base URL of a pkgcdn master (instead of --root)"},
+		&cli.StringFlag{Name: "token-file", EnvVars: cmdline.EnvVars("token-file"), Usage: "file holding the master's upload token (with --master)"},
+		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: cmdline.EnvVars("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
 	}
 }
 
@@ -76,12 +77,12 @@ func (e *env) target(c *cli.Context) (target, error) {
 	root, master := c.String("root"), c.String("master")
 	switch {
 	case (root == "") == (master == ""):
-		return target{}, usagef("give exactly one of --root and --master")
+		return target{}, cmdline.Usagef("give exactly one of --root and --master")
 	case root != "":
 		r, err := openRoot(c)
 		return target{root: r}, err
 	case c.String("token-file") == "":
-		return target{}, usagef("--master needs --token-file")
+		return target{}, cmdline.Usagef("--master needs --token-file")
 	}
 	tok, err := os.ReadFile(c.String("token-file"))
 	if err != nil {
@@ -98,7 +99,7 @@ func (e *env) target(c *cli.Context) (target, error) {
 
 func (e *env) publish(c *cli.Context) error {
 	if c.NArg() != 1 {
-		return usagef("want exactly one SRCDIR, got %d arguments", c.NArg())
+		return cmdline.Usagef("want exactly one SRCDIR, got %d arguments", c.NArg())
 	}
 	src := c.Args().First()
 	cfg, err := e.publishConfig(c)
@@ -107,7 +108,7 @@ func (e *env) publish(c *cli.Context) error {
 	}
 	switch {
 	case c.String("hash-cache") != "" && c.Bool("no-hash-cache"):
-		return usagef("--hash-cache and --no-hash-cache exclude each other")
+		return cmdline.Usagef("--hash-cache and --no-hash-cache exclude each other")
 	case c.String("hash-cache") != "":
 		cfg.HashCache = c.String("hash-cache")
 	case !c.Bool("no-hash-cache"):
@@ -117,7 +118,7 @@ func (e *env) publish(c *cli.Context) error {
 		}
 	}
 	if c.Int("jobs") < 0 || c.Int("hash-workers") < 0 {
-		return usagef("--jobs and --hash-workers must not be negative")
+		return cmdline.Usagef("--jobs and --hash-workers must not be negative")
 	}
 	cfg.Jobs, cfg.HashWorkers = c.Int("jobs"), c.Int("hash-workers")
 

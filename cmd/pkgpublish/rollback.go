@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
@@ -20,7 +21,7 @@ func (e *env) rollbackCmd() *cli.Command {
 		ArgsUsage: " ",
 		Flags: append(targetFlags(),
 			setNameFlag("set name (required)"),
-			&cli.StringFlag{Name: "to", EnvVars: envs("to"), Usage: "ID of the retained set whose content to publish (required)"},
+			&cli.StringFlag{Name: "to", EnvVars: cmdline.EnvVars("to"), Usage: "ID of the retained set whose content to publish (required)"},
 			keyFlag(),
 			validFlag(),
 		),
@@ -30,7 +31,7 @@ func (e *env) rollbackCmd() *cli.Command {
 			}
 			to, err := setid.Parse(c.String("to"))
 			if err != nil {
-				return usagef("--to %q: %v", c.String("to"), err)
+				return cmdline.Usagef("--to %q: %v", c.String("to"), err)
 			}
 			cfg, err := e.publishConfig(c)
 			if err != nil {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
@@ -25,9 +26,9 @@ func (e *env) verifyCmd() *cli.Command {
 		ArgsUsage: " ",
 		Flags: []cli.Flag{
 			rootFlag(),
-			&cli.StringFlag{Name: "url", EnvVars: envs("url"), Usage: "base URL of a master or mirror to audit over HTTP"},
-			&cli.IntFlag{Name: "sample", EnvVars: envs("sample"), Usage: "with --url: check only N files per set, chosen at random (0: all)"},
-			&cli.StringSliceFlag{Name: "pubkey", EnvVars: envs("pubkey"), Usage: "trusted public key file (repeatable; required)"},
+			&cli.StringFlag{Name: "url", EnvVars: cmdline.EnvVars("url"), Usage: "base URL of a master or mirror to audit over HTTP"},
+			&cli.IntFlag{Name: "sample", EnvVars: cmdline.EnvVars("sample"), Usage: "with --url: check only N files per set, chosen at random (0: all)"},
+			&cli.StringSliceFlag{Name: "pubkey", EnvVars: cmdline.EnvVars("pubkey"), Usage: "trusted public key file (repeatable; required)"},
 			setNameFlag("set to check (default: every set)"),
 		},
 		Action: e.verify,
@@ -39,7 +40,7 @@ func (e *env) verify(c *cli.Context) error {
 		return err
 	}
 	if len(c.StringSlice("pubkey")) == 0 {
-		return usagef("--pubkey is required")
+		return cmdline.Usagef("--pubkey is required")
 	}
 	v, err := sign.NewVerifier(c.StringSlice("pubkey")...)
 	if err != nil {
@@ -52,7 +53,7 @@ func (e *env) verify(c *cli.Context) error {
 	}
 	switch {
 	case (c.String("root") == "") == (c.String("url") == ""):
-		return usagef("give exactly one of --root and --url")
+		return cmdline.Usagef("give exactly one of --root and --url")
 	case c.String("url") != "":
 		return e.verifyURL(c, v)
 	}

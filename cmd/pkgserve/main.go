@@ -21,12 +21,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strings"
 	"syscall"
 	"time"
 
@@ -49,52 +49,39 @@ const (
 	exitUsage = 2 // bad flags or arguments
 )
 
-// usageError marks an error in the command line: exit code 2.
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-
-func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
-
-// env returns the environment variable of a flag: PKGCDN_<FLAG>.
-func env(flag string) []string {
-	return []string{"PKGCDN_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
-}
-
 // commonFlags are the flags of both modes. A mode's own flags (originFlags,
 // edgeFlags) must not reuse these names.
 func commonFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.BoolFlag{Name: "edge", EnvVars: env("edge"),
+		&cli.BoolFlag{Name: "edge", EnvVars: cmdline.EnvVars("edge"),
 			Usage: "run as a mirror (edge) of --upstream instead of as the master"},
-		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: env("listen"),
+		&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", EnvVars: cmdline.EnvVars("listen"),
 			Usage: "address of the public HTTP listener, host:port (\":80\" for every interface)"},
-		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9090", EnvVars: env("admin-listen"),
+		&cli.StringFlag{Name: "admin-listen", Value: "127.0.0.1:9090", EnvVars: cmdline.EnvVars("admin-listen"),
 			Usage: "address of the admin listener (/healthz, /metrics); \"\" disables it"},
-		&cli.BoolFlag{Name: "admin-pprof", EnvVars: env("admin-pprof"),
+		&cli.BoolFlag{Name: "admin-pprof", EnvVars: cmdline.EnvVars("admin-pprof"),
 			Usage: "also serve Go's profiler on the admin listener under /debug/pprof/ (for `go tool pprof`; keep the listener private)"},
-		&cli.StringFlag{Name: "memory-cache", EnvVars: env("memory-cache"),
+		&cli.StringFlag{Name: "memory-cache", EnvVars: cmdline.EnvVars("memory-cache"),
 			Usage: "memory that keeps small files, checked against their sha256, to answer them without the disk, like 64MiB (at most 1GiB; \"0\" turns it off) (default: 64MiB on the master, 8MiB on an edge)"},
-		&cli.StringFlag{Name: "tls-cert", EnvVars: env("tls-cert"),
+		&cli.StringFlag{Name: "tls-cert", EnvVars: cmdline.EnvVars("tls-cert"),
 			Usage: "PEM certificate file: serve HTTPS and HTTP/2 on --listen (needs --tls-key; reloaded on SIGHUP; default: plain HTTP)"},
-		&cli.StringFlag{Name: "tls-key", EnvVars: env("tls-key"),
+		&cli.StringFlag{Name: "tls-key", EnvVars: cmdline.EnvVars("tls-key"),
 			Usage: "PEM private key file of --tls-cert"},
-		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: env("trusted-key"),
+		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: cmdline.EnvVars("trusted-key"),
 			Usage: "minisign public key (a .pub file or its base64 line) that signs manifests and SETS (repeatable)"},
-		&cli.StringFlag{Name: "access-log", EnvVars: env("access-log"),
+		&cli.StringFlag{Name: "access-log", EnvVars: cmdline.EnvVars("access-log"),
 			Usage: "access log in the Combined Log Format: a file (reopened on SIGHUP) or \"-\" for stderr (default: none)"},
-		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: env("log-format"),
+		&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: cmdline.EnvVars("log-format"),
 			Usage: "format of the diagnostic log on stderr: text or json"},
-		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: env("log-level"),
+		&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: cmdline.EnvVars("log-level"),
 			Usage: "least level logged: debug, info, warn or error"},
-		&cli.DurationFlag{Name: "drain-timeout", Value: httpserve.DefaultDrainTimeout, EnvVars: env("drain-timeout"),
+		&cli.DurationFlag{Name: "drain-timeout", Value: httpserve.DefaultDrainTimeout, EnvVars: cmdline.EnvVars("drain-timeout"),
 			Usage: "on SIGTERM, how long in-flight downloads may take to finish"},
-		&cli.DurationFlag{Name: "stall-timeout", Value: httpserve.DefaultStallTimeout, EnvVars: env("stall-timeout"),
+		&cli.DurationFlag{Name: "stall-timeout", Value: httpserve.DefaultStallTimeout, EnvVars: cmdline.EnvVars("stall-timeout"),
 			Usage: "a response that makes no progress for this long is cut off (slow clients are fine; stalled ones are not)"},
-		&cli.DurationFlag{Name: "long-poll-timeout", Value: 60 * time.Second, EnvVars: env("long-poll-timeout"),
+		&cli.DurationFlag{Name: "long-poll-timeout", Value: 60 * time.Second, EnvVars: cmdline.EnvVars("long-poll-timeout"),
 			Usage: "how long GET /.pkgcdn/sets?wait=ETAG holds a request before it answers 304"},
-		&cli.IntFlag{Name: "max-waiters", Value: 10000, EnvVars: env("max-waiters"),
+		&cli.IntFlag{Name: "max-waiters", Value: 10000, EnvVars: cmdline.EnvVars("max-waiters"),
 			Usage: "most long-polls held at once; beyond, a long-poll is answered at once"},
 	}
 }
@@ -123,7 +110,7 @@ func run(args []string) int {
 		Flags:     flags,
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
-				return usagef("unexpected argument %q", c.Args().First())
+				return cmdline.Usagef("unexpected argument %q", c.Args().First())
 			}
 			if c.Bool("demo") {
 				return runDemo(c)
@@ -143,7 +130,7 @@ func run(args []string) int {
 		return exitOK
 	}
 	fmt.Fprintln(os.Stderr, "pkgserve:", err)
-	var ue usageError
+	var ue cmdline.UsageError
 	if errors.As(err, &ue) {
 		return exitUsage
 	}
@@ -155,7 +142,7 @@ func run(args []string) int {
 func newLogger(c *cli.Context) (*slog.Logger, error) {
 	log, err := logsetup.New(os.Stderr, c.String("log-format"), c.String("log-level"))
 	if err != nil {
-		return nil, usageError{err}
+		return nil, cmdline.UsageError{Err: err}
 	}
 	return log, nil
 }
@@ -231,7 +218,7 @@ func serveMain(ctx context.Context, c *cli.Context, o serveOpts) (err error) {
 		defer func() { err = errors.Join(err, al.Close()) }()
 	}
 	if (c.String("tls-cert") == "") != (c.String("tls-key") == "") {
-		return usagef("--tls-cert and --tls-key go together")
+		return cmdline.Usagef("--tls-cert and --tls-key go together")
 	}
 	pub, err := httpserve.New(httpserve.Config{
 		Addr:         c.String("listen"),
@@ -299,7 +286,7 @@ func memoryCache(c *cli.Context) (int64, error) {
 	}
 	n, err := edge.ParseSize(v)
 	if err != nil || n < 0 || n > objcache.MaxArenaBytes {
-		return 0, usagef("--memory-cache %q: want a size like 64MiB, at most 1GiB, or 0 for none", v)
+		return 0, cmdline.Usagef("--memory-cache %q: want a size like 64MiB, at most 1GiB, or 0 for none", v)
 	}
 	if n == 0 {
 		return -1, nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/httpserve"
 	"github.com/pkgcdn/pkgcdn/internal/origin"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
@@ -21,25 +22,25 @@ import (
 // originFlags are the master's own flags.
 func originFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "root", EnvVars: env("root"),
+		&cli.StringFlag{Name: "root", EnvVars: cmdline.EnvVars("root"),
 			Usage: "repository root directory to serve (master; required)"},
-		&cli.StringFlag{Name: "publish-token-file", EnvVars: env("publish-token-file"),
+		&cli.StringFlag{Name: "publish-token-file", EnvVars: cmdline.EnvVars("publish-token-file"),
 			Usage: "file holding the bearer token of the publish API; enables /.pkgcdn/publish/ (needs --trusted-key; default: disabled)"},
-		&cli.StringSliceFlag{Name: "notify", EnvVars: env("notify"),
+		&cli.StringSliceFlag{Name: "notify", EnvVars: cmdline.EnvVars("notify"),
 			Usage: "mirror URL POSTed {\"set\",\"id\"} after each commit, e.g. http://mirror/.pkgcdn/notify (repeatable)"},
-		&cli.BoolFlag{Name: "grace-sets", Value: true, EnvVars: env("grace-sets"),
+		&cli.BoolFlag{Name: "grace-sets", Value: true, EnvVars: cmdline.EnvVars("grace-sets"),
 			Usage: "serve a path absent from the live set from the newest retained older set that has it (--grace-sets=false disables)"},
-		&cli.IntFlag{Name: "grace-depth", Value: origin.DefaultGraceSets, EnvVars: env("grace-depth"),
+		&cli.IntFlag{Name: "grace-depth", Value: origin.DefaultGraceSets, EnvVars: cmdline.EnvVars("grace-depth"),
 			Usage: "how many retained older sets grace looks into"},
-		&cli.Int64Flag{Name: "max-object-size", Value: origin.DefaultMaxObjectSize, EnvVars: env("max-object-size"),
+		&cli.Int64Flag{Name: "max-object-size", Value: origin.DefaultMaxObjectSize, EnvVars: cmdline.EnvVars("max-object-size"),
 			Usage: "largest object accepted by the publish API, in bytes"},
-		&cli.DurationFlag{Name: "notify-timeout", Value: origin.DefaultNotifyTimeout, EnvVars: env("notify-timeout"),
+		&cli.DurationFlag{Name: "notify-timeout", Value: origin.DefaultNotifyTimeout, EnvVars: cmdline.EnvVars("notify-timeout"),
 			Usage: "timeout of one notify attempt (3 attempts, backoff 1s, 2s)"},
-		&cli.StringSliceFlag{Name: "mirror", EnvVars: env("mirror"),
+		&cli.StringSliceFlag{Name: "mirror", EnvVars: cmdline.EnvVars("mirror"),
 			Usage: "mirror URL served at / as \"URL: <mirror>\" for pkg's mirror_type: http (repeatable; default: / is 404)"},
-		&cli.StringFlag{Name: "mirror-list", EnvVars: env("mirror-list"),
+		&cli.StringFlag{Name: "mirror-list", EnvVars: cmdline.EnvVars("mirror-list"),
 			Usage: "file of mirror URLs, one a line (# comments), appended to --mirror"},
-		&cli.DurationFlag{Name: "mirror-probe", EnvVars: env("mirror-probe"),
+		&cli.DurationFlag{Name: "mirror-probe", EnvVars: cmdline.EnvVars("mirror-probe"),
 			Usage: "probe each mirror's /.pkgcdn/sets this often and list at / only those that answered (all if none did; default 0: list every mirror)"},
 	}
 }
@@ -69,7 +70,7 @@ func runOrigin(c *cli.Context) error {
 	}
 	dir := c.String("root")
 	if dir == "" {
-		return usagef("--root is required (or --edge for a mirror)")
+		return cmdline.Usagef("--root is required (or --edge for a mirror)")
 	}
 	root, err := layout.Open(dir)
 	if err != nil {
@@ -81,28 +82,28 @@ func runOrigin(c *cli.Context) error {
 	var verifier *sign.Verifier
 	if keys := c.StringSlice("trusted-key"); len(keys) > 0 {
 		if verifier, err = sign.NewVerifier(keys...); err != nil {
-			return usageError{err}
+			return cmdline.UsageError{Err: err}
 		}
 	}
 	var token string
 	if p := c.String("publish-token-file"); p != "" {
 		if token, err = readToken(p); err != nil {
-			return usageError{err}
+			return cmdline.UsageError{Err: err}
 		}
 		if verifier == nil {
-			return usagef("--publish-token-file needs at least one --trusted-key")
+			return cmdline.Usagef("--publish-token-file needs at least one --trusted-key")
 		}
 	}
 	mirrors := c.StringSlice("mirror")
 	if p := c.String("mirror-list"); p != "" {
 		more, err := readMirrorList(p)
 		if err != nil {
-			return usageError{err}
+			return cmdline.UsageError{Err: err}
 		}
 		mirrors = append(mirrors, more...)
 	}
 	if c.Int("grace-depth") < 0 || c.Int("max-waiters") < 0 || c.Int64("max-object-size") < 0 {
-		return usagef("--grace-depth, --max-waiters and --max-object-size must not be negative")
+		return cmdline.Usagef("--grace-depth, --max-waiters and --max-object-size must not be negative")
 	}
 
 	reg := newRegistry()
