@@ -52,6 +52,20 @@ func objectFiles(t *testing.T, f *fixture) int {
 	return n
 }
 
+// strangerSigner returns a signing key the fixture's master does not trust.
+func strangerSigner(t *testing.T) *sign.Signer {
+	t.Helper()
+	dir := t.TempDir()
+	if _, err := sign.GenerateKey(filepath.Join(dir, "stranger")); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sign.LoadSigner(filepath.Join(dir, "stranger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestPublishDisabledIs404(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.PublishToken = "" })
 	for _, op := range []string{"missing", "commit", "objects/" + strings.Repeat("a", 64)} {
@@ -241,14 +255,7 @@ func TestPublishCommitRefusals(t *testing.T) {
 	}
 	live := f.liveID(set)
 
-	dir := t.TempDir()
-	if _, err := sign.GenerateKey(filepath.Join(dir, "stranger")); err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := sign.LoadSigner(filepath.Join(dir, "stranger.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stranger := strangerSigner(t)
 
 	type tc struct {
 		name       string
@@ -646,14 +653,7 @@ func TestPublishRefresh(t *testing.T) {
 	if st := f.health.Status(f.clock.Now()); !st.Degraded {
 		t.Fatalf("expired live manifest: health %+v, want degraded", st)
 	}
-	dir := t.TempDir()
-	if _, err := sign.GenerateKey(filepath.Join(dir, "stranger")); err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := sign.LoadSigner(filepath.Join(dir, "stranger.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	stranger := strangerSigner(t)
 	later := f.clock.Now().Add(manifest.DefaultValidity)
 	resign := func(c layout.Commit, signer *sign.Signer) layout.Commit {
 		c.ManifestData, c.ManifestSig, _ = c.Manifest.Sign(signer)
