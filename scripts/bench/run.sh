@@ -475,7 +475,7 @@ $ids
 $ids
 EOF
 	note "publish: each timed run (rsync, pkgpublish --root, --master) starts after \`sync\`, so none pays for the writeback of the generator or of the run before it"
-	note "publish: every phase runs twice, into two sets of fresh destinations, the tools in reverse order the second time; the table has each tool's best (this VM's write speed swings with the state of its memory)"
+	note "publish: every phase runs twice, into two sets of fresh destinations, the tools in reverse order the second time; the table has each tool's best, and every round's time in brackets (this VM's write speed swings with the state of its memory)"
 	spawn rsyncd rsync --daemon --no-detach --config="$WORK/rsyncd/rsyncd.conf" --address=127.0.0.1 --port="$rport"
 	local i
 	for ((i = 0; i < 100; i++)); do rsync "rsync://127.0.0.1:$rport/" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -489,7 +489,7 @@ EOF
 		murl[r]=http://127.0.0.1:$mport
 	done
 
-	declare -A T
+	declare -A T RUNS # best time, and every round's, by tool,phase
 	local phase tool t
 	for phase in first changed unchanged; do
 		if [[ $phase == changed ]]; then
@@ -513,6 +513,7 @@ EOF
 				esac
 				log "$tool $phase, round $r: $t s"
 				T[$tool,$phase]=$(best "${T[$tool,$phase]:-}" "$t")
+				RUNS[$tool,$phase]+="${RUNS[$tool,$phase]:+, }$t"
 			done
 		done
 	done
@@ -527,17 +528,18 @@ EOF
 		if [[ $phase == first && ${T[local,$phase]:-} =~ ^[0-9.]+$ ]] && awk "BEGIN { exit !(${T[local,$phase]} > 0) }"; then
 			tp=" ($(calc "$nbytes / 1000000 / ${T[local,$phase]}" 0) MB/s)"
 		fi
+		local rs="rsync $(secs "${T[rsync,$phase]}") (runs ${RUNS[rsync,$phase]:-})"
 		if ((HAVE_PUBLISH)); then
-			row publish "$label: \`pkgpublish publish --root\`" "$(secs "${T[local,$phase]}")$tp" "rsync $(secs "${T[rsync,$phase]}")" \
+			row publish "$label: \`pkgpublish publish --root\`" "$(secs "${T[local,$phase]}")$tp (runs ${RUNS[local,$phase]:-})" "$rs" \
 				"$(ratio "${T[rsync,$phase]}" "${T[local,$phase]}")" "≥ 1.0× (time ≤ rsync)"
 		else
-			row publish "$label: \`pkgpublish publish --root\`" "n/a (not built)" "rsync $(secs "${T[rsync,$phase]}")" "—" "≥ 1.0×"
+			row publish "$label: \`pkgpublish publish --root\`" "n/a (not built)" "$rs" "—" "≥ 1.0×"
 		fi
 		if ((HAVE_REMOTE)); then
-			row publish "$label: \`pkgpublish publish --master\`" "$(secs "${T[remote,$phase]}")" "rsync $(secs "${T[rsync,$phase]}")" \
+			row publish "$label: \`pkgpublish publish --master\`" "$(secs "${T[remote,$phase]}") (runs ${RUNS[remote,$phase]:-})" "$rs" \
 				"$(ratio "${T[rsync,$phase]}" "${T[remote,$phase]}")" "≥ 1.0×"
 		else
-			row publish "$label: \`pkgpublish publish --master\`" "n/a (not built)" "rsync $(secs "${T[rsync,$phase]}")" "—" "≥ 1.0×"
+			row publish "$label: \`pkgpublish publish --master\`" "n/a (not built)" "$rs" "—" "≥ 1.0×"
 		fi
 	done
 	log "removing the publish trees"
