@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -85,6 +86,18 @@ func (s *stack) publish(t testing.TB, set, src string) setid.ID {
 // using the long-poll on /.pkgcdn/sets (no sleeping).
 func waitSet(t testing.TB, base, set string, id setid.ID) {
 	t.Helper()
+	waitSets(t, base, func(body []byte) bool {
+		sets, err := setid.ParseSets(bytes.NewReader(body))
+		e, ok := sets.Lookup(set)
+		return err == nil && ok && !id.After(e.ID)
+	}, fmt.Sprintf("switch %s to %s", set, id))
+}
+
+// waitSets long-polls the SETS of the server at base until done accepts
+// it (a 200's body), for at most 2 minutes; what names the wait in the
+// failure.
+func waitSets(t testing.TB, base string, done func(body []byte) bool, what string) {
+	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	etag := ""
 	for time.Now().Before(deadline) {
@@ -92,26 +105,15 @@ func waitSet(t testing.TB, base, set string, id setid.ID) {
 		if etag != "" {
 			url += "?wait=" + strings.Trim(etag, `"`)
 		}
-		resp, err := http.Get(url)
-		if err != nil {
-			t.Fatalf("GET %s: %v", url, err)
+		code, h, body := get(t, url)
+		if code == http.StatusOK && done(body) {
+			return
 		}
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			sets, err := setid.ParseSets(&b)
-			if err == nil {
-				if e, ok := sets.Lookup(set); ok && !id.After(e.ID) {
-					return
-				}
-			}
-		}
-		if et := resp.Header.Get("ETag"); et != "" {
+		if et := h.Get("ETag"); et != "" {
 			etag = et
 		}
 	}
-	t.Fatalf("%s did not switch %s to %s in time", base, set, id)
+	t.Fatalf("%s did not %s in time", base, what)
 }
 
 // waitServing waits until the edge serves set at id: in manifest-aware mode
