@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pkgcdn/pkgcdn/internal/route"
 )
 
 // FuzzServePath sends arbitrary request targets to the handler: it never
@@ -25,7 +27,7 @@ func FuzzServePath(f *testing.F) {
 		}
 	}
 	for _, s := range []string{"/" + set + "/All/a.pkg", "/../secret", "/" + set + "/%2e%2e/%2e%2e/secret",
-		"/.pkgcdn/sets", "/staging/secret", "//" + set + "/meta.conf", "/" + set + "/All%2fa.pkg"} {
+		"/.pkgcdn/sets", "/staging/secret", "//" + set + "/meta.conf", "/" + set + "/All%2fa.pkg", "/./" + set + "/meta.conf"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, target string) {
@@ -44,7 +46,8 @@ func FuzzServePath(f *testing.F) {
 			t.Fatalf("GET %q served a secret", target)
 		}
 		if rec.Code == 200 && rec.Header().Get(hdrSet) != "" {
-			rel := strings.TrimPrefix(strings.TrimLeft(u.Path, "/"), set+"/")
+			// "." segments name nothing and are dropped (route.CleanURL).
+			rel := strings.TrimPrefix(strings.TrimLeft(route.DropDotSegments(u.Path), "/"), set+"/")
 			if want, ok := files[rel]; !ok || body != want {
 				t.Fatalf("GET %q = 200 %q, not a published file", target, body)
 			}
