@@ -49,7 +49,7 @@ const failoverBudget = 20 * time.Second
 
 // Cache-Control values, the same as the master's.
 const (
-	ccSetFile   = "public, no-cache"
+	ccSetFile   = "public, no-cache" // set paths, and manifests (a refresh re-signs one under its URL)
 	ccImmutable = "public, max-age=31536000, immutable"
 	ccSets      = "public, max-age=5"
 )

@@ -460,7 +460,7 @@ func (e *Edge) waitSets(r *http.Request, snap *snapshot, etag string) (_ *snapsh
 // passed through from the upstream (the downstream verifies it anyway).
 func (e *Edge) serveManifest(w http.ResponseWriter, r *http.Request, snap *snapshot, set string, id setid.ID, sig bool) error {
 	h := w.Header()
-	h.Set("Cache-Control", ccImmutable)
+	h.Set("Cache-Control", ccSetFile) // not immutable: a refresh re-signs a manifest under its URL
 	if st, ok := snap.sets[set]; ok && st.live.ID == id {
 		data, etag := st.liveBytes, st.liveETag
 		if sig {

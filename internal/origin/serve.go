@@ -22,8 +22,8 @@ import (
 
 // Cache-Control values (DESIGN.md, "URL space").
 const (
-	ccRevalidate = "public, no-cache"                    // set paths: content changes between sets
-	ccImmutable  = "public, max-age=31536000, immutable" // objects, manifests
+	ccRevalidate = "public, no-cache"                    // set paths, manifests: content changes (see serveManifest)
+	ccImmutable  = "public, max-age=31536000, immutable" // objects
 	ccShort      = "public, max-age=5"                   // SETS
 	ccMirrors    = "public, max-age=300"
 )
@@ -401,7 +401,10 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, t route.T
 	h := w.Header()
 	h.Set(hdrSet, t.Set)
 	h.Set(hdrSetID, t.ID.String())
-	h.Set("Cache-Control", ccImmutable)
+	// Not immutable, unlike DESIGN.md's table: `pkgpublish refresh`
+	// re-signs a live manifest under the same URL (a later expiry). A
+	// cache in front keeps the body and revalidates it by its ETag.
+	h["Cache-Control"] = hvRevalidate
 	if t.Kind == route.ManifestSig {
 		data = sig
 		h.Set("Content-Type", "text/plain; charset=utf-8")

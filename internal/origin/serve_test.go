@@ -142,8 +142,8 @@ func TestServeInternalURLs(t *testing.T) {
 	}{
 		{"sets", "/.pkgcdn/sets", setsData, "public, max-age=5", `"` + digest.Sum(setsData).String() + `"`},
 		{"sets sig", "/.pkgcdn/sets.minisig", setsSig, "public, max-age=5", `"` + digest.Sum(setsSig).String() + `"`},
-		{"manifest", "/.pkgcdn/manifest/" + set + "/" + m.ID.String(), mData, "public, max-age=31536000, immutable", `"` + digest.Sum(mData).String() + `"`},
-		{"manifest sig", "/.pkgcdn/manifest/" + set + "/" + m.ID.String() + ".minisig", mSig, "public, max-age=31536000, immutable", `"` + digest.Sum(mSig).String() + `"`},
+		{"manifest", "/.pkgcdn/manifest/" + set + "/" + m.ID.String(), mData, "public, no-cache", `"` + digest.Sum(mData).String() + `"`},
+		{"manifest sig", "/.pkgcdn/manifest/" + set + "/" + m.ID.String() + ".minisig", mSig, "public, no-cache", `"` + digest.Sum(mSig).String() + `"`},
 		{"object", "/.pkgcdn/objects/sha256/" + hash, []byte("aaa"), "public, max-age=31536000, immutable", `"` + hash + `"`},
 		{"mirror list", "/", []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
 		{"mirror list at the repository URL", "/" + set + "/", []byte("URL: http://m1.example/\nURL: http://m2.example/\n"), "public, max-age=300", ""},
