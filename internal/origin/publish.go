@@ -394,8 +394,6 @@ func parseBatchHeader(line []byte) (digest.SHA256, int64, error) {
 	return d, size, nil
 }
 
-// publishCommit takes the root's lock and commits a set through
-// layout.Commit, the same gate a local publish passes.
 // readCommit reads the JSON body of a commit or a refresh: the manifest
 // (decoded, not yet verified), SETS and their signatures.
 func readCommit(w http.ResponseWriter, r *http.Request) (commitRequest, *manifest.Manifest, error) {
@@ -435,6 +433,8 @@ func (s *Server) lockRoot(r *http.Request) (unlock func() error, err error) {
 	return unlock, err
 }
 
+// publishCommit takes the root's lock and commits a set through
+// layout.Commit, the same gate a local publish passes.
 func (s *Server) publishCommit(w http.ResponseWriter, r *http.Request) error {
 	req, m, err := readCommit(w, r)
 	if err != nil {
