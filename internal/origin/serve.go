@@ -412,7 +412,9 @@ func (s *Server) serveManifest(w http.ResponseWriter, r *http.Request, t route.T
 		h.Set("Content-Type", "application/zstd")
 	}
 	h.Set("ETag", etagOf(data))
-	http.ServeContent(w, r, "", t.ID.Time(), bytes.NewReader(data))
+	// No Last-Modified: a refresh changes the bytes, not the set ID's time,
+	// so If-Modified-Since could answer 304 for a stale copy.
+	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
 	return nil
 }
 
