@@ -18,6 +18,7 @@ func EnvVars(flag string) []string {
 // UsageError is a mistake in flags or arguments: the commands exit 2.
 type UsageError struct{ Err error }
 
+// Error returns the mistake's message.
 func (e UsageError) Error() string { return e.Err.Error() }
 
 // Unwrap returns the mistake.
