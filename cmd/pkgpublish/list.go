@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"text/tabwriter"
 	"time"
 
@@ -26,7 +27,7 @@ func (e *env) listCmd() *cli.Command {
 		Flags: []cli.Flag{
 			rootFlag(),
 			&cli.StringFlag{Name: "url", EnvVars: cmdline.EnvVars("url"), Usage: "base URL of a master or mirror to list over HTTP"},
-			setNameFlag("with --url: list only this set"),
+			setNameFlag("list only this set"),
 		},
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
@@ -38,12 +39,12 @@ func (e *env) listCmd() *cli.Command {
 			w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(w, "SET\tID\tLIVE\tFILES\tBYTES\tEXPIRES")
 			now := time.Now()
-			if c.String("url") != "" {
-				if c.String("set") != "" {
-					if _, err := setFlag(c); err != nil {
-						return err
-					}
+			if c.String("set") != "" {
+				if _, err := setFlag(c); err != nil {
+					return err
 				}
+			}
+			if c.String("url") != "" {
 				infos, err := publish.ListRemote(c.Context, nil, c.String("url"), c.String("set"))
 				if err != nil {
 					return err
@@ -60,6 +61,12 @@ func (e *env) listCmd() *cli.Command {
 			names, err := root.SetNames()
 			if err != nil {
 				return err
+			}
+			if want := c.String("set"); want != "" {
+				if !slices.Contains(names, want) {
+					return fmt.Errorf("list: set %s: %w", want, layout.ErrNotFound)
+				}
+				names = []string{want}
 			}
 			for _, name := range names {
 				live, err := root.Live(name)
@@ -104,7 +111,7 @@ func setLine(in publish.SetInfo, now time.Time) string {
 		return fmt.Sprintf("%s\t%s\t%s\t?\t?\t%v", in.Set, in.ID, mark, in.Err)
 	}
 	exp := in.Expires.Format(time.RFC3339)
-	if !now.Before(in.Expires) {
+	if in.Expired(now) {
 		exp += " (expired)"
 	}
 	return fmt.Sprintf("%s\t%s\t%s\t%d\t%d\t%s", in.Set, in.ID, mark, in.Files, in.Bytes, exp)

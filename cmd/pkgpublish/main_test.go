@@ -217,7 +217,9 @@ func TestUsageErrors(t *testing.T) {
 		{"bad log format", []string{"--log-format", "xml", "list", "--root", f.root}, exitUsage},
 		{"bad rollback id", []string{"rollback", "--root", f.root, "--set", set, "--key", f.key, "--to", "yesterday"}, exitUsage},
 		{"refresh, two targets", []string{"refresh", "--root", f.root, "--master", "http://127.0.0.1:1", "--set", set, "--key", f.key}, exitUsage},
-		{"refresh, master without token", []string{"refresh", "--master", "http://127.0.0.1:1", "--set", set, "--key", f.key}, exitUsage},
+		{"refresh, master without token", []string{"refresh", "--master", "http://127.0.0.1:1", "--set", set, "--key", f.key, "--id", "20261125T000000Z"}, exitUsage},
+		{"refresh, master without id", []string{"refresh", "--master", "http://127.0.0.1:1", "--token-file", f.key, "--set", set, "--key", f.key}, exitUsage},
+		{"refresh, root with id", []string{"refresh", "--root", f.root, "--set", set, "--key", f.key, "--id", "20261125T000000Z"}, exitUsage},
 		{"rollback, no target", []string{"rollback", "--set", set, "--key", f.key, "--to", "20261125T000000Z"}, exitUsage},
 		{"hostile source", []string{"publish", "--root", f.root, "--set", set, "--key", f.key, "--no-hash-cache", hostile}, exitSource},
 	}

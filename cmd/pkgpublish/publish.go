@@ -63,6 +63,8 @@ func targetFlags() []cli.Flag {
 		&cli.StringFlag{Name: "master", EnvVars: cmdline.EnvVars("master"), Usage: "base URL of a pkgcdn master (instead of --root)"},
 		&cli.StringFlag{Name: "token-file", EnvVars: cmdline.EnvVars("token-file"), Usage: "file holding the master's upload token (with --master)"},
 		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: cmdline.EnvVars("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
+		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: cmdline.EnvVars("trusted-key"),
+			Usage: "with --master: a public key file (repeatable) besides --key's whose signatures on the master's SETS and live manifest are accepted (other publishers of that master; this publisher's key before a rotation)"},
 	}
 }
 
@@ -154,7 +156,7 @@ func (e *env) publishConfig(c *cli.Context) (publish.Config, error) {
 	if err != nil {
 		return publish.Config{}, err
 	}
-	return publish.Config{Set: set, Signer: s, Valid: valid, Logger: e.log, Progress: e.progress()}, nil
+	return publish.Config{Set: set, Signer: s, TrustedKeys: c.StringSlice("trusted-key"), Valid: valid, Logger: e.log, Progress: e.progress()}, nil
 }
 
 func (e *env) logResult(res publish.Result) {

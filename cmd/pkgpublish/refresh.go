@@ -5,7 +5,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pkgcdn/pkgcdn/internal/cmdline"
 	"github.com/pkgcdn/pkgcdn/internal/publish"
+	"github.com/pkgcdn/pkgcdn/internal/setid"
 )
 
 func (e *env) refreshCmd() *cli.Command {
@@ -14,10 +16,12 @@ func (e *env) refreshCmd() *cli.Command {
 		Usage: "re-sign the live set's manifest with a new expiry, same set ID; prints it",
 		Description: "For quiet weeks without builds: a manifest expires (default 30 days after its " +
 			"publish) and mirrors then flag the set degraded. refresh keeps the set and its ID and " +
-			"moves the expiry to now + --valid (never earlier than it is). With --master, the live manifest is " +
-			"read from the master and must verify with --key's public key.",
+			"moves the expiry to now + --valid (never earlier than it is). With --master, --id names the live " +
+			"set ID to refresh (`pkgpublish list --url` shows it): a master must not get an older set re-signed " +
+			"as current. SETS and the manifest read from it must verify with --key's public key or a --trusted-key.",
 		ArgsUsage: " ",
-		Flags:     append(targetFlags(), setNameFlag("set name (required)"), keyFlag(), validFlag()),
+		Flags: append(targetFlags(), setNameFlag("set name (required)"), keyFlag(), validFlag(),
+			&cli.StringFlag{Name: "id", EnvVars: cmdline.EnvVars("id"), Usage: "with --master: the live set ID to refresh (required)"}),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
@@ -31,10 +35,19 @@ func (e *env) refreshCmd() *cli.Command {
 				return err
 			}
 			var res publish.Result
-			if t.root != nil {
+			switch {
+			case t.root != nil && c.String("id") != "":
+				return cmdline.Usagef("--id goes with --master (a local root is read as it is)")
+			case t.root != nil:
 				res, err = publish.Refresh(c.Context, cfg, t.root)
-			} else {
-				res, err = publish.RefreshRemote(c.Context, cfg, t.master)
+			case c.String("id") == "":
+				return cmdline.Usagef("--master needs --id, the live set ID to refresh (see pkgpublish list --url)")
+			default:
+				id, perr := setid.Parse(c.String("id"))
+				if perr != nil {
+					return cmdline.Usagef("--id %q: %v", c.String("id"), perr)
+				}
+				res, err = publish.RefreshRemote(c.Context, cfg, t.master, id)
 			}
 			if err != nil {
 				return err

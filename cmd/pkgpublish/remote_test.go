@@ -122,15 +122,21 @@ func TestRefreshRollbackMaster(t *testing.T) {
 		return m
 	}
 	before := manifestOf(id2).Expires
-	out := mustRun(t, remote("refresh", "--valid", "90d")...)
+	out := mustRun(t, remote("refresh", "--valid", "90d", "--id", id2.String())...)
 	if strings.TrimSpace(out) != id2.String() {
 		t.Errorf("refresh --master printed %q, want the live ID %s", out, id2)
 	}
-	if after := manifestOf(id2).Expires; after.Sub(before) < 59*24*time.Hour {
+	after := manifestOf(id2).Expires
+	if after.Sub(before) < 59*24*time.Hour {
 		t.Errorf("refresh --valid 90d moved the expiry from %v to %v", before, after)
 	}
-	if code, _, errs := pkgpublish(t, remote("refresh", "--valid", "1d")...); code == 0 || !strings.Contains(errs, "not_refresh") {
-		t.Errorf("refresh pulling the expiry in: exit %d, want a refusal naming not_refresh\n%s", code, errs)
+	// A daily refresh with a shorter --valid keeps the later expiry.
+	mustRun(t, remote("refresh", "--valid", "1d", "--id", id2.String())...)
+	if got := manifestOf(id2).Expires; !got.Equal(after) {
+		t.Errorf("refresh --valid 1d moved the expiry from %v to %v, want it kept", after, got)
+	}
+	if code, _, errs := pkgpublish(t, remote("refresh", "--id", id1.String())...); code == 0 || !strings.Contains(errs, id2.String()) {
+		t.Errorf("refresh --id of a set not live: exit %d, want a refusal naming the live %s\n%s", code, id2, errs)
 	}
 
 	// list --url finds the rollback target; rollback --master uses it.
@@ -150,6 +156,14 @@ func TestRefreshRollbackMaster(t *testing.T) {
 	}
 	if got, want := listed(), []string{id1.String(), id2.String() + "*"}; !slices.Equal(got, want) {
 		t.Errorf("list --url = %q, want %q", got, want)
+	}
+	for _, args := range [][]string{{"list", "--url", ts.URL, "--set", "debian/none"}, {"list", "--root", f.root, "--set", "debian/none"}} {
+		if code, _, errs := pkgpublish(t, args...); code == 0 || !strings.Contains(errs, "not found") {
+			t.Errorf("%v: exit %d, want an error naming the unknown set\n%s", args, code, errs)
+		}
+	}
+	if out := mustRun(t, "list", "--root", f.root, "--set", set); strings.Count(out, set) != 2 {
+		t.Errorf("list --root --set:\n%s", out)
 	}
 	out = mustRun(t, remote("rollback", "--to", id1.String())...)
 	id3, err := setid.Parse(strings.TrimSpace(out))

@@ -31,7 +31,7 @@ func TestRemoteRefreshRollbackList(t *testing.T) {
 		}
 	}
 
-	out := run(t, bin("pkgpublish"), append([]string{"refresh", "--valid", "90d"}, remote...)...)
+	out := run(t, bin("pkgpublish"), append([]string{"refresh", "--valid", "90d", "--id", id2.String()}, remote...)...)
 	if strings.TrimSpace(out) != id2.String() {
 		t.Fatalf("refresh --master printed %q, want %s", out, id2)
 	}

@@ -113,7 +113,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, op string)
 		}
 		err = s.publishObject(w, r, strings.TrimPrefix(op, "objects/"))
 	default:
-		err = apiErr(http.StatusNotFound, "not_found", "no such publish operation", nil)
+		err = apiErr(http.StatusNotFound, "unknown_operation", "no such publish operation", nil)
 	}
 	if err != nil {
 		var he *httpError

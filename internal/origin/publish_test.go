@@ -68,7 +68,7 @@ func strangerSigner(t *testing.T) *sign.Signer {
 
 func TestPublishDisabledIs404(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.PublishToken = "" })
-	for _, op := range []string{"missing", "commit", "objects/" + strings.Repeat("a", 64)} {
+	for _, op := range []string{"missing", "commit", "refresh", "batch", "objects/" + strings.Repeat("a", 64)} {
 		resp, _ := f.api("POST", op, strings.NewReader("x"))
 		if resp.StatusCode != 404 {
 			t.Errorf("POST %s without a publish token configured = %s, want 404", op, resp.Status)
@@ -642,6 +642,10 @@ func TestStageAheadEvictsAndRebuilds(t *testing.T) {
 // expiry (same set ID), and refuses anything else, changing nothing.
 func TestPublishRefresh(t *testing.T) {
 	f := newFixture(t, nil)
+	m0, err := f.publishRemote(set, map[string]string{"All/a.pkg": "a0"}) // retained
+	if err != nil {
+		t.Fatal(err)
+	}
 	m, err := f.publishRemote(set, map[string]string{"All/a.pkg": "a1"})
 	if err != nil {
 		t.Fatal(err)
@@ -675,6 +679,13 @@ func TestPublishRefresh(t *testing.T) {
 		}, 422, "not_refresh"},
 		{"untrusted key", func() []byte { return commitBody(t, resign(f.refreshCommit(set, later), stranger)) }, 403, "untrusted_key"},
 		{"already expired", func() []byte { return commitBody(t, f.refreshCommit(set, f.clock.Now().Add(-time.Minute))) }, 422, "expired"},
+		{"a retained set, not the live one", func() []byte {
+			c := f.refreshCommit(set, later)
+			old := *m0
+			old.Expires = later
+			c.Manifest = &old
+			return commitBody(t, resign(c, f.signer))
+		}, 409, "conflict"},
 		{"set never published", func() []byte {
 			c := f.refreshCommit(set, later)
 			c.Manifest.Set = "debian/none"

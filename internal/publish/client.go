@@ -20,6 +20,7 @@ import (
 	"github.com/pkgcdn/pkgcdn/internal/route"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
 	"github.com/pkgcdn/pkgcdn/internal/sign"
+	"github.com/pkgcdn/pkgcdn/layout"
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
@@ -79,6 +80,8 @@ func (e *RemoteError) hint() string {
 		return "check this host's clock and --valid"
 	case e.Code == "not_refresh":
 		return "a refresh only moves the expiry later: check --valid"
+	case e.Code == "unknown_operation" || e.Status == http.StatusNotFound && strings.Contains(e.Message, "no such publish operation"):
+		return "the master's pkgserve is older than this pkgpublish: update it"
 	case e.Status == http.StatusInsufficientStorage:
 		return "the master's disk is full"
 	case e.Status == http.StatusRequestEntityTooLarge:
@@ -88,7 +91,8 @@ func (e *RemoteError) hint() string {
 }
 
 // Is reports whether e is target: it maps the status and code to this
-// package's sentinels and to setid.ErrRollback and manifest.ErrExpired.
+// package's sentinels and to setid.ErrRollback, manifest.ErrExpired and
+// layout.ErrNotRefresh.
 func (e *RemoteError) Is(target error) bool {
 	switch target {
 	case ErrUnauthorized:
@@ -105,6 +109,8 @@ func (e *RemoteError) Is(target error) bool {
 		return e.Code == "missing_objects"
 	case manifest.ErrExpired:
 		return e.Status == http.StatusUnprocessableEntity && e.Code == "expired"
+	case layout.ErrNotRefresh:
+		return e.Code == "not_refresh"
 	case ErrNotFound:
 		return e.Status == http.StatusNotFound
 	case ErrRejected:

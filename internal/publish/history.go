@@ -18,6 +18,10 @@ import (
 // maxHistory bounds how many set IDs of one set ListRemote follows back.
 const maxHistory = 1000
 
+// maxListedManifest bounds a manifest ListRemote reads (compressed; the
+// edge takes no bigger one either): the server listed may be anyone's.
+const maxListedManifest = 256 << 20
+
 // SetInfo is one set ID that a master or mirror serves: the live one or a
 // retained one.
 type SetInfo struct {
@@ -29,6 +33,9 @@ type SetInfo struct {
 	Expires time.Time
 	Err     error // its manifest could not be read or decoded; the counts are zero
 }
+
+// Expired reports whether the set's manifest had expired at now.
+func (s SetInfo) Expired(now time.Time) bool { return !now.Before(s.Expires) }
 
 // ListRemote lists the set IDs that the master or mirror at base serves,
 // over its public URLs: for each set in SETS (only set, if not ""), the
@@ -52,6 +59,9 @@ func ListRemote(ctx context.Context, hc *http.Client, base, set string) ([]SetIn
 	if err != nil {
 		return nil, fmt.Errorf("list: SETS: %w", err)
 	}
+	if _, ok := sets.Lookup(set); set != "" && !ok {
+		return nil, fmt.Errorf("list: set %s: %w", set, ErrNotFound)
+	}
 	var out []SetInfo
 	for _, e := range sets {
 		if set != "" && e.Set != set {
@@ -60,7 +70,7 @@ func ListRemote(ctx context.Context, hc *http.Client, base, set string) ([]SetIn
 		var chain []SetInfo
 		for id, live := e.ID, true; !id.IsZero() && len(chain) < maxHistory; live = false {
 			info := SetInfo{Set: e.Set, ID: id, Live: live}
-			mdata, err := getPublic(ctx, hc, route.ManifestURL(u, e.Set, id, false), manifest.MaxDecodedBytes)
+			mdata, err := getPublic(ctx, hc, route.ManifestURL(u, e.Set, id, false), maxListedManifest)
 			var se *StatusError
 			if !live && errors.As(err, &se) && se.Code == http.StatusNotFound {
 				break // collected: the retained sets end here
@@ -69,8 +79,8 @@ func ListRemote(ctx context.Context, hc *http.Client, base, set string) ([]SetIn
 			if err == nil {
 				m, err = manifest.Decode(mdata)
 			}
-			if err == nil && (m.Set != e.Set || m.ID != id) {
-				err = fmt.Errorf("%w: manifest of %s %s names %s %s", manifest.ErrMismatch, e.Set, id, m.Set, m.ID)
+			if err == nil {
+				err = checkNames(m, e.Set, id)
 			}
 			if err != nil {
 				info.Err = err

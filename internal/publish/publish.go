@@ -35,6 +35,12 @@ type Config struct {
 	Set string
 	// Signer signs the manifest and SETS.
 	Signer *sign.Signer
+	// TrustedKeys are public keys (as sign.NewVerifier takes them) that,
+	// besides the Signer's own, may have signed what a remote publish,
+	// refresh or rollback reads from the master and signs again (SETS, the
+	// live manifest): other publishers of the same master, or this
+	// publisher's key before a rotation. Nothing else is signed again.
+	TrustedKeys []string
 	// Valid is how long the new manifest stays valid. If zero, manifest.DefaultValidity.
 	Valid time.Duration
 	// Now returns the current time (set IDs, Created, Expires). If nil, time.Now.
@@ -139,9 +145,14 @@ func (c *Config) event(e Event) {
 	}
 }
 
-// verifier returns a verifier trusting the signer's own public key.
+// verifier returns a verifier trusting the signer's own public key and
+// TrustedKeys.
 func (c *Config) verifier() (*sign.Verifier, error) {
-	return sign.NewVerifier(c.Signer.Public())
+	v, err := sign.NewVerifier(append([]string{c.Signer.Public()}, c.TrustedKeys...)...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: trusted keys: %w", ErrConfig, err)
+	}
+	return v, nil
 }
 
 // Item is one file of a set to publish.

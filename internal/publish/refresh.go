@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/pkgcdn/pkgcdn/internal/digest"
 	"github.com/pkgcdn/pkgcdn/internal/setid"
@@ -13,8 +12,8 @@ import (
 )
 
 // Refresh re-signs the live manifest of cfg.Set with Expires = now +
-// cfg.Valid, keeping its set ID, files and Created time, and re-signs SETS
-// to name the new manifest bytes.
+// cfg.Valid (never earlier than it was), keeping its set ID, files and
+// Created time, and re-signs SETS to name the new manifest bytes.
 func Refresh(ctx context.Context, cfg Config, root *layout.Root) (res Result, err error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
@@ -41,7 +40,7 @@ func Refresh(ctx context.Context, cfg Config, root *layout.Root) (res Result, er
 	}
 	now := cfg.now()
 	m := *st.announced
-	m.Expires = now.Truncate(time.Second).Add(cfg.valid())
+	m.Expires = refreshedExpiry(st.announced, now, cfg.valid())
 	data, sig, err := m.Sign(cfg.Signer)
 	if err != nil {
 		return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)

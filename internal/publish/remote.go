@@ -30,13 +30,17 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err := cfg.check(); err != nil {
 		return Result{}, err
 	}
+	v, err := cfg.verifier()
+	if err != nil {
+		return Result{}, err
+	}
 	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
 	// The live manifest, read before hashing, says which files the master
 	// surely holds (a live set's objects are never collected): only the
 	// others are asked about, in batches, and uploaded while hashing goes on.
-	sets, live, err := remoteLive(ctx, c, cfg.Set, nil)
+	sets, live, err := remoteLive(ctx, c, cfg.Set, v)
 	if err != nil {
 		return Result{}, err
 	}
@@ -53,18 +57,24 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 		return Result{}, err
 	}
 	faultHook("hashed")
-	res, err := commitRemote(ctx, &cfg, c, items, true, sets, live)
+	res, err := commitRemote(ctx, &cfg, c, items, true, sets, live, v)
 	res.Hash = hst
 	res.Sent += up.sent
 	res.SentSize += up.sentSize
 	return res, err
 }
 
+// maxLiveAhead is how far ahead of this host's clock a master's live set
+// ID may be. The next ID follows the live one (setid.Next): a master that
+// claimed a live set dated years ahead would have every later publish
+// signed with such an ID, which mirrors could never move past.
+const maxLiveAhead = 24 * time.Hour
+
 // commitRemote is PublishRemote after hashing, with the master's SETS and
-// live manifest as read before. Unless sent, it first uploads every object
-// the master lacks.
+// live manifest as read before (by remoteLive with v, which a re-read
+// uses too). Unless sent, it first uploads every object the master lacks.
 func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sent bool,
-	sets setid.Sets, live *manifest.Manifest) (Result, error) {
+	sets setid.Sets, live *manifest.Manifest, v *sign.Verifier) (Result, error) {
 	log := cfg.logger()
 	now := cfg.now()
 	res := Result{Set: cfg.Set, Files: len(items)}
@@ -75,7 +85,7 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 		if attempt > 1 { // SETS changed meanwhile: read it again
 			base := live
 			var err error
-			if sets, live, err = remoteLive(ctx, c, cfg.Set, nil); err != nil {
+			if sets, live, err = remoteLive(ctx, c, cfg.Set, v); err != nil {
 				return res, err
 			}
 			if liveID(live) != liveID(base) {
@@ -84,6 +94,10 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 				return res, fmt.Errorf("commit set %s: %w (live %s, this publish was built on %s)",
 					cfg.Set, ErrConflict, liveID(live), liveID(base))
 			}
+		}
+		if id := liveID(live); id.Time().After(now.Add(maxLiveAhead)) {
+			return res, fmt.Errorf("commit set %s: the master's live set %s is dated more than %v after this host's clock (%s): check both clocks, and the master",
+				cfg.Set, id, maxLiveAhead, now.Format(time.RFC3339))
 		}
 		m, changed := BuildManifest(cfg.Set, items, live, now, cfg.valid())
 		res.ID, res.Previous = m.ID, m.Previous
@@ -154,21 +168,15 @@ func committed(ctx context.Context, c *Client, entry setid.Entry) bool {
 }
 
 // remoteLive reads the master's SETS and the live manifest of set (nil if
-// the set was never published). The manifest must be the one SETS names
-// (its sha256). If v is not nil, its signature must verify with v (an
-// expired manifest is accepted); a publish leaves that to the master, which
-// checks the commit against its trusted keys and its live set.
+// the set was never published), both verified with v: what pkgpublish signs
+// again (SETS with its new entry; the Previous and the Modified times it
+// takes from the live set) must not be the master's word alone. The
+// manifest must be the one SETS names (its sha256); an expired one is
+// accepted.
 func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (setid.Sets, *manifest.Manifest, error) {
-	data, _, err := c.Sets(ctx)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil, nil
-	}
+	sets, err := remoteSets(ctx, c, v)
 	if err != nil {
 		return nil, nil, err
-	}
-	sets, err := setid.ParseSets(bytes.NewReader(data))
-	if err != nil {
-		return nil, nil, fmt.Errorf("master SETS: %w", err)
 	}
 	e, ok := sets.Lookup(set)
 	if !ok {
@@ -181,10 +189,34 @@ func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (s
 	return sets, m, nil
 }
 
+// remoteSets reads the master's SETS (nil if nothing was ever published
+// there) and verifies its signature with v.
+func remoteSets(ctx context.Context, c *Client, v *sign.Verifier) (setid.Sets, error) {
+	data, sig, err := c.Sets(ctx)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	sets, err := manifest.OpenSets(data, sig, v)
+	if err != nil {
+		return nil, fmt.Errorf("master SETS: %w%s", err, untrustedHint(err))
+	}
+	return sets, nil
+}
+
+// untrustedHint says what to do about a signature by an unknown key.
+func untrustedHint(err error) string {
+	if errors.Is(err, sign.ErrUnknownKey) {
+		return " (signed by a key neither --key's nor a --trusted-key: add the other publishers' .pub, or the key used before a rotation)"
+	}
+	return ""
+}
+
 // remoteManifest reads the manifest of set id from the master, checks its
-// sha256 against want (if not nil) and its signature with v (if not nil;
-// an expired manifest is accepted), decodes it and checks that it names
-// set and id.
+// sha256 against want (if not nil) and its signature with v (an expired
+// manifest is accepted), and that it names set and id.
 func remoteManifest(ctx context.Context, c *Client, set string, id setid.ID, want *digest.SHA256, v *sign.Verifier) (*manifest.Manifest, error) {
 	mdata, sig, err := c.Manifest(ctx, set, id)
 	if err != nil {
@@ -193,19 +225,19 @@ func remoteManifest(ctx context.Context, c *Client, set string, id setid.ID, wan
 	if got := digest.Sum(mdata); want != nil && got != *want {
 		return nil, fmt.Errorf("master manifest %s %s: %w", set, id, &digest.MismatchError{Want: *want, Got: got})
 	}
-	var m *manifest.Manifest
-	if v != nil {
-		m, err = manifest.Open(mdata, sig, v, time.Time{}) // the zero time: expiry not checked
-	} else {
-		m, err = manifest.Decode(mdata)
-	}
+	m, err := manifest.Open(mdata, sig, v, time.Time{}) // the zero time: expiry not checked
 	if err != nil {
-		return nil, fmt.Errorf("master manifest %s %s: %w", set, id, err)
+		return nil, fmt.Errorf("master manifest %s %s: %w%s", set, id, err, untrustedHint(err))
 	}
+	return m, checkNames(m, set, id)
+}
+
+// checkNames checks that manifest m, fetched as set id, names set and id.
+func checkNames(m *manifest.Manifest, set string, id setid.ID) error {
 	if m.Set != set || m.ID != id {
-		return nil, fmt.Errorf("master manifest %s %s: %w: names %s %s", set, id, manifest.ErrMismatch, m.Set, m.ID)
+		return fmt.Errorf("manifest of %s %s: %w: names %s %s", set, id, manifest.ErrMismatch, m.Set, m.ID)
 	}
-	return m, nil
+	return nil
 }
 
 // uploadMissing asks the master which of objs it lacks (only those in only,

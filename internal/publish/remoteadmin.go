@@ -12,28 +12,45 @@ import (
 )
 
 // RefreshRemote is Refresh on the master c: it re-signs the live manifest
-// of cfg.Set with Expires = now + cfg.Valid, keeping its set ID, files and
-// Created time, and SETS to name the new manifest bytes. The manifest read
-// from the master must verify with cfg.Signer's own key (expired or not):
-// the master does not get to choose what is signed again.
-func RefreshRemote(ctx context.Context, cfg Config, c *Client) (Result, error) {
+// of cfg.Set, which must be set ID `live` (the operator's word for what is
+// current: a master must not get an older set re-signed as fresh), with
+// Expires = now + cfg.Valid (never earlier than it was), keeping its set
+// ID, files and Created time, and SETS to name the new manifest bytes.
+// SETS and the manifest read from the master must verify with cfg's keys.
+// The manifest need not be the bytes SETS names: a refresh the master did
+// not finish (new manifest, old SETS) is completed.
+func RefreshRemote(ctx context.Context, cfg Config, c *Client, live setid.ID) (Result, error) {
 	if err := cfg.check(); err != nil {
 		return Result{}, err
+	}
+	if live.IsZero() {
+		return Result{}, fmt.Errorf("%w: refresh of %s: the live set ID to refresh is required", ErrConfig, cfg.Set)
 	}
 	v, err := cfg.verifier()
 	if err != nil {
 		return Result{}, err
 	}
+	if err := c.CheckAuth(ctx); err != nil {
+		return Result{}, err
+	}
 	for attempt := 1; ; attempt++ {
-		sets, live, err := remoteLive(ctx, c, cfg.Set, v)
+		sets, err := remoteSets(ctx, c, v)
 		if err != nil {
 			return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
 		}
-		if live == nil {
+		e, ok := sets.Lookup(cfg.Set)
+		switch {
+		case !ok:
 			return Result{}, fmt.Errorf("refresh %s: set %w", cfg.Set, ErrNotFound)
+		case e.ID != live:
+			return Result{}, fmt.Errorf("refresh %s: %w: the master's live set is %s, not %s", cfg.Set, ErrConflict, e.ID, live)
 		}
-		m := *live
-		m.Expires = cfg.now().Truncate(time.Second).Add(cfg.valid())
+		cur, err := remoteManifest(ctx, c, cfg.Set, e.ID, nil, v)
+		if err != nil {
+			return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
+		}
+		m := *cur
+		m.Expires = refreshedExpiry(cur, cfg.now(), cfg.valid())
 		data, sig, err := m.Sign(cfg.Signer)
 		if err != nil {
 			return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
@@ -52,12 +69,28 @@ func RefreshRemote(ctx context.Context, cfg Config, c *Client) (Result, error) {
 	}
 }
 
+// refreshedExpiry is the expiry a refresh gives m: now + valid, but never
+// earlier than m's own (a daily refresh with a shorter --valid than the
+// publish's must not fail, nor shorten it).
+func refreshedExpiry(m *manifest.Manifest, now time.Time, valid time.Duration) time.Time {
+	exp := now.Truncate(time.Second).Add(valid)
+	if exp.Before(m.Expires) {
+		return m.Expires
+	}
+	return exp
+}
+
 // RollbackRemote is Rollback on the master c: it publishes, as a new set
-// ID, the content of the retained set cfg.Set `to`. That set's manifest is
-// read from the master and must verify with cfg.Signer's own key (the
-// master does not get to choose what is signed); its objects must still be
-// on the master (not yet collected by gc): nothing is uploaded.
-func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (Result, error) {
+// ID, the content of the retained set cfg.Set `to`. Its manifest, the live
+// one and SETS are read from the master and must verify with cfg's keys;
+// nothing is uploaded, so the objects of `to` must still be on the master
+// (not yet collected by gc).
+func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (res Result, err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("rollback %s to %s: %w", cfg.Set, to, err)
+		}
+	}()
 	if err := cfg.check(); err != nil {
 		return Result{}, err
 	}
@@ -68,16 +101,16 @@ func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (Re
 	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
-	sets, live, err := remoteLive(ctx, c, cfg.Set, nil)
+	sets, live, err := remoteLive(ctx, c, cfg.Set, v)
 	if err != nil {
 		return Result{}, err
 	}
 	old, err := remoteManifest(ctx, c, cfg.Set, to, nil, v)
 	if errors.Is(err, ErrNotFound) {
-		return Result{}, fmt.Errorf("rollback: set %s %s is not retained on the master: %w", cfg.Set, to, err)
+		return Result{}, fmt.Errorf("set not retained on the master: %w", err)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("rollback: %w", err)
+		return Result{}, err
 	}
 	items := manifestItems(old)
 	ds := make([]digest.SHA256, 0, len(items))
@@ -89,8 +122,8 @@ func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (Re
 		return Result{}, err
 	}
 	if len(missing) > 0 {
-		return Result{}, fmt.Errorf("rollback: the master no longer holds %d of the %d objects of set %s %s (collected): %w; publish that content again from its files",
-			len(missing), len(ds), cfg.Set, to, ErrMissingObjects)
+		return Result{}, fmt.Errorf("the master no longer holds %d of its %d objects (collected): %w; publish that content again from its files",
+			len(missing), len(ds), ErrMissingObjects)
 	}
-	return commitRemote(ctx, &cfg, c, items, true, sets, live)
+	return commitRemote(ctx, &cfg, c, items, true, sets, live, v)
 }

@@ -3,8 +3,11 @@ package publish
 import (
 	"bytes"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,9 +19,9 @@ import (
 )
 
 // forgeManifest replaces, behind the master's back, the manifest of set id
-// in root with m signed by signer, and SETS with one naming it (the SETS
-// signature is left alone: clients read SETS for its entries).
-func forgeManifest(t *testing.T, root *layout.Root, m *manifest.Manifest, signer *sign.Signer) {
+// in root with m signed by signer, and (if setsSigner is not nil, and the
+// set is live) SETS with one naming it, signed by setsSigner.
+func forgeManifest(t *testing.T, root *layout.Root, m *manifest.Manifest, signer, setsSigner *sign.Signer) {
 	t.Helper()
 	data, sig, err := m.Sign(signer)
 	if err != nil {
@@ -26,16 +29,10 @@ func forgeManifest(t *testing.T, root *layout.Root, m *manifest.Manifest, signer
 	}
 	dir := root.SetDir(m.Set, m.ID)
 	for name, b := range map[string][]byte{layout.ManifestFile: data, layout.ManifestSigFile: sig} {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.Chmod(p, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o444); err != nil {
-			t.Fatal(err)
-		}
+		writeOver(t, filepath.Join(dir, filepath.FromSlash(name)), b)
 	}
-	if live, _ := root.Live(m.Set); live != m.ID {
-		return // a retained set: SETS does not name it
+	if live, _ := root.Live(m.Set); setsSigner == nil || live != m.ID {
+		return
 	}
 	sd, _, err := root.Sets()
 	if err != nil {
@@ -45,9 +42,34 @@ func forgeManifest(t *testing.T, root *layout.Root, m *manifest.Manifest, signer
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(root.Dir, "SETS"), sets.With(setid.Entry{Set: m.Set, ID: m.ID, Manifest: digest.Sum(data)}).Bytes(), 0o644); err != nil {
+	sd, ss := manifest.SignSets(sets.With(setid.Entry{Set: m.Set, ID: m.ID, Manifest: digest.Sum(data)}), setsSigner)
+	writeOver(t, filepath.Join(root.Dir, "SETS"), sd)
+	writeOver(t, filepath.Join(root.Dir, "SETS.minisig"), ss)
+}
+
+// writeOver replaces the file at p (read-only or not) with b.
+func writeOver(t *testing.T, p string, b []byte) {
+	t.Helper()
+	if err := os.Chmod(p, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(p, b, 0o444); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshotRoot returns the SETS and the manifest of set id in root.
+func snapshotRoot(t *testing.T, root *layout.Root, id setid.ID) (sets, man []byte) {
+	t.Helper()
+	sets, _, err := root.Sets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, _, err = root.Manifest(testSet, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sets, man
 }
 
 func TestRefreshRemote(t *testing.T) {
@@ -65,7 +87,7 @@ func TestRefreshRemote(t *testing.T) {
 	puts := fm.putCount()
 
 	cfg.Valid = 30 * 24 * time.Hour
-	r2, err := RefreshRemote(t.Context(), cfg, c)
+	r2, err := RefreshRemote(t.Context(), cfg, c, r1.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +102,16 @@ func TestRefreshRemote(t *testing.T) {
 	if ids, _ := fm.root.SetIDs(testSet); len(ids) != 1 || fm.putCount() != puts {
 		t.Errorf("refresh made sets %v, sent %d objects; want one set, nothing sent", ids, fm.putCount()-puts)
 	}
+	// A shorter --valid than the expiry left (a daily cron) is no error
+	// and keeps the later expiry.
+	short := cfg
+	short.Valid = time.Hour
+	if _, err := RefreshRemote(t.Context(), short, c, r1.ID); err != nil {
+		t.Errorf("RefreshRemote with a shorter validity = %v, want the expiry kept", err)
+	}
+	if m := checkConsistent(t, fm.root, testSet, pub); !m.Expires.Equal(after.Expires) {
+		t.Errorf("a shorter --valid moved the expiry from %v to %v", after.Expires, m.Expires)
+	}
 	// The refreshed set is live and announced: an unchanged publish is a no-op.
 	if r3, err := PublishRemote(t.Context(), cfg, c, src); err != nil || r3.New || r3.ID != r1.ID {
 		t.Errorf("publish after refresh = %+v, %v; want no new set", r3, err)
@@ -87,26 +119,71 @@ func TestRefreshRemote(t *testing.T) {
 
 	other := cfg
 	other.Set = "debian/none"
-	if _, err := RefreshRemote(t.Context(), other, c); !errors.Is(err, ErrNotFound) {
+	if _, err := RefreshRemote(t.Context(), other, c, r1.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RefreshRemote of a set never published = %v, want ErrNotFound", err)
 	}
+	if _, err := RefreshRemote(t.Context(), cfg, c, setid.FromTime(r1.ID.Time().Add(-time.Hour))); !errors.Is(err, ErrConflict) {
+		t.Errorf("RefreshRemote naming another live ID = %v, want ErrConflict", err)
+	}
+	if _, err := RefreshRemote(t.Context(), cfg, c, setid.ID{}); !errors.Is(err, ErrConfig) {
+		t.Errorf("RefreshRemote without the live ID = %v, want ErrConfig", err)
+	}
 
-	// A master that offers a manifest with other files (its own key)
-	// gets nothing signed by ours.
+	// A master that offers other files, or another SETS, gets nothing
+	// signed by this key.
 	forged := *after
 	forged.Entries = append(forged.Entries, manifest.Entry{Path: "evil.pkg", Size: 1, SHA256: digest.Sum([]byte("x")), Modified: forged.ID})
 	forged.Sort()
 	stranger, _ := newKey(t)
-	forgeManifest(t, fm.root, &forged, stranger)
-	if _, err := RefreshRemote(t.Context(), cfg, c); !errors.Is(err, sign.ErrUnknownKey) {
-		t.Errorf("RefreshRemote of a manifest signed by another key = %v, want sign.ErrUnknownKey", err)
+	for _, tc := range []struct {
+		name       string
+		setsSigner *sign.Signer
+	}{{"manifest signed by another key", nil}, {"manifest and SETS signed by another key", stranger}} {
+		t.Run(tc.name, func(t *testing.T) {
+			forgeManifest(t, fm.root, &forged, stranger, tc.setsSigner)
+			sets, man := snapshotRoot(t, fm.root, r1.ID)
+			if _, err := RefreshRemote(t.Context(), cfg, c, r1.ID); !errors.Is(err, sign.ErrUnknownKey) {
+				t.Errorf("RefreshRemote = %v, want sign.ErrUnknownKey", err)
+			}
+			if s2, m2 := snapshotRoot(t, fm.root, r1.ID); !bytes.Equal(sets, s2) || !bytes.Equal(man, m2) {
+				t.Error("a refused refresh changed the master")
+			}
+			// With that key trusted (another publisher), it goes through.
+			trusting := cfg
+			trusting.TrustedKeys = []string{stranger.Public()}
+			if _, err := RefreshRemote(t.Context(), trusting, c, r1.ID); err != nil {
+				t.Errorf("RefreshRemote trusting the other key = %v", err)
+			}
+		})
 	}
-	data, _, err := fm.root.Manifest(testSet, r1.ID)
+}
+
+// TestRefreshRemoteCompletesInterrupted: a master that died inside a
+// refresh (new manifest on disk, SETS still naming the old bytes) is
+// repaired by refreshing again; a publish then works.
+func TestRefreshRemoteCompletesInterrupted(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	fm, srv := newFakeMaster(t, pub)
+	c := newClient(t, srv.URL, fm.token)
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"a": "1"})
+	r1, err := PublishRemote(t.Context(), cfg, c, src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m, err := manifest.Decode(data); err != nil || len(m.Entries) != 3 || !m.Expires.Equal(after.Expires) {
-		t.Errorf("the forged manifest was replaced (%v)", err)
+	m := liveManifest(t, fm.root, testSet, pub)
+	m.Expires = m.Expires.Add(time.Hour)
+	forgeManifest(t, fm.root, m, cfg.Signer, nil) // only the manifest was rewritten
+	if _, err := PublishRemote(t.Context(), cfg, c, src); err == nil {
+		t.Fatal("publish over a half-refreshed master went through; want the digest mismatch")
+	}
+	if _, err := RefreshRemote(t.Context(), cfg, c, r1.ID); err != nil {
+		t.Fatalf("RefreshRemote over a half-refreshed master = %v", err)
+	}
+	checkConsistent(t, fm.root, testSet, pub)
+	writeTree(t, src, map[string]string{"a": "2"})
+	if r, err := PublishRemote(t.Context(), cfg, c, src); err != nil || !r.New {
+		t.Errorf("publish after the repair = %+v, %v", r, err)
 	}
 }
 
@@ -173,7 +250,7 @@ func TestRollbackRemote(t *testing.T) {
 					t.Fatal(err)
 				}
 				stranger, _ := newKey(t)
-				forgeManifest(t, fm.root, m, stranger)
+				forgeManifest(t, fm.root, m, stranger, nil)
 				return rs[0].ID
 			}, sign.ErrUnknownKey},
 		} {
@@ -244,5 +321,61 @@ func TestListRemote(t *testing.T) {
 	}
 	if _, err := ListRemote(t.Context(), nil, "ftp://x", ""); !errors.Is(err, ErrConfig) {
 		t.Errorf("ListRemote of an ftp URL = %v, want ErrConfig", err)
+	}
+}
+
+// TestRemoteRefusesLiveFarAhead: a live set dated far ahead of this host's
+// clock (a master's lie, or a publisher's broken clock) is not built on:
+// every later set ID would follow it.
+func TestRemoteRefusesLiveFarAhead(t *testing.T) {
+	cfg, pub := remoteConfig(t)
+	fm, srv := newFakeMaster(t, pub)
+	c := newClient(t, srv.URL, fm.token)
+	src := t.TempDir()
+	writeTree(t, src, map[string]string{"a": "1"})
+	ahead := cfg
+	ahead.Now = func() time.Time { return time.Now().Add(3 * 24 * time.Hour) }
+	r1, err := PublishRemote(t.Context(), ahead, c, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTree(t, src, map[string]string{"a": "2"})
+	if _, err := PublishRemote(t.Context(), cfg, c, src); err == nil || !strings.Contains(err.Error(), "clock") {
+		t.Errorf("publish over a live set 3 days ahead = %v, want a refusal naming the clocks", err)
+	}
+	if _, err := RollbackRemote(t.Context(), cfg, c, r1.ID); err == nil || !strings.Contains(err.Error(), "clock") {
+		t.Errorf("rollback over a live set 3 days ahead = %v, want a refusal naming the clocks", err)
+	}
+	if live, _ := fm.root.Live(testSet); live != r1.ID {
+		t.Errorf("live set %s, want %s unchanged", live, r1.ID)
+	}
+}
+
+// TestListRemoteHostileServer: a server that answers for the older ID with
+// the newer manifest again (a loop, were its word taken) gets that ID
+// listed with the mismatch, and the list ends. (Decode refuses a Previous
+// not older than the ID, so the walk always goes back in time.)
+func TestListRemoteHostileServer(t *testing.T) {
+	id1, id2 := setid.FromTime(time.Unix(1_800_000_000, 0)), setid.FromTime(time.Unix(1_800_000_060, 0))
+	m := &manifest.Manifest{Set: testSet, ID: id2, Previous: id1, Created: id2.Time(), Expires: id2.Time().Add(time.Hour)}
+	m2, err := m.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.pkgcdn/sets", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write(setid.Sets{{Set: testSet, ID: id2, Manifest: digest.Sum(m2)}}.Bytes())
+	})
+	for _, id := range []setid.ID{id1, id2} {
+		mux.HandleFunc("/.pkgcdn/manifest/"+testSet+"/"+id.String(), func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(m2) })
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	infos, err := ListRemote(t.Context(), nil, srv.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 2 || infos[0].ID != id1 || !errors.Is(infos[0].Err, manifest.ErrMismatch) || infos[1].ID != id2 || !infos[1].Live {
+		t.Errorf("ListRemote = %+v, want %s with a mismatch, then the live %s", infos, id1, id2)
 	}
 }
