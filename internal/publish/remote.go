@@ -27,14 +27,8 @@ const commitAttempts = 4
 // set it hints the master to stage the set (Client.StageHint). A rerun
 // after an interruption uploads only what the master still lacks.
 func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (Result, error) {
-	if err := cfg.check(); err != nil {
-		return Result{}, err
-	}
-	v, err := cfg.verifier()
+	v, err := beginRemote(ctx, &cfg, c)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
 	// The live manifest, read before hashing, says which files the master
@@ -62,6 +56,20 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	res.Sent += up.sent
 	res.SentSize += up.sentSize
 	return res, err
+}
+
+// beginRemote checks cfg, returns the verifier of what is read from the
+// master, and checks the token with an empty missing query: a wrong token
+// or URL fails before any long work.
+func beginRemote(ctx context.Context, cfg *Config, c *Client) (*sign.Verifier, error) {
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	v, err := cfg.verifier()
+	if err != nil {
+		return nil, err
+	}
+	return v, c.CheckAuth(ctx)
 }
 
 // maxLiveAhead is how far ahead of this host's clock a master's live set

@@ -20,17 +20,11 @@ import (
 // The manifest need not be the bytes SETS names: a refresh the master did
 // not finish (new manifest, old SETS) is completed.
 func RefreshRemote(ctx context.Context, cfg Config, c *Client, live setid.ID) (Result, error) {
-	if err := cfg.check(); err != nil {
-		return Result{}, err
-	}
 	if live.IsZero() {
 		return Result{}, fmt.Errorf("%w: refresh of %s: the live set ID to refresh is required", ErrConfig, cfg.Set)
 	}
-	v, err := cfg.verifier()
+	v, err := beginRemote(ctx, &cfg, c)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
 	for attempt := 1; ; attempt++ {
@@ -91,14 +85,8 @@ func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (re
 			err = fmt.Errorf("rollback %s to %s: %w", cfg.Set, to, err)
 		}
 	}()
-	if err := cfg.check(); err != nil {
-		return Result{}, err
-	}
-	v, err := cfg.verifier()
+	v, err := beginRemote(ctx, &cfg, c)
 	if err != nil {
-		return Result{}, err
-	}
-	if err := c.CheckAuth(ctx); err != nil {
 		return Result{}, err
 	}
 	sets, live, err := remoteLive(ctx, c, cfg.Set, v)

@@ -72,11 +72,17 @@ func snapshotRoot(t *testing.T, root *layout.Root, id setid.ID) (sets, man []byt
 	return sets, man
 }
 
-func TestRefreshRemote(t *testing.T) {
+// newRemote returns a publish config, its public key, a fake master
+// trusting it, a client of that master, and an empty source directory.
+func newRemote(t *testing.T) (Config, string, *fakeMaster, *Client, string) {
+	t.Helper()
 	cfg, pub := remoteConfig(t)
 	fm, srv := newFakeMaster(t, pub)
-	c := newClient(t, srv.URL, fm.token)
-	src := t.TempDir()
+	return cfg, pub, fm, newClient(t, srv.URL, fm.token), t.TempDir()
+}
+
+func TestRefreshRemote(t *testing.T) {
+	cfg, pub, fm, c, src := newRemote(t)
 	writeTree(t, src, map[string]string{"All/a.pkg": "a", "meta.conf": "m"})
 	cfg.Valid = 48 * time.Hour
 	r1, err := PublishRemote(t.Context(), cfg, c, src)
@@ -162,10 +168,7 @@ func TestRefreshRemote(t *testing.T) {
 // refresh (new manifest on disk, SETS still naming the old bytes) is
 // repaired by refreshing again; a publish then works.
 func TestRefreshRemoteCompletesInterrupted(t *testing.T) {
-	cfg, pub := remoteConfig(t)
-	fm, srv := newFakeMaster(t, pub)
-	c := newClient(t, srv.URL, fm.token)
-	src := t.TempDir()
+	cfg, pub, fm, c, src := newRemote(t)
 	writeTree(t, src, map[string]string{"a": "1"})
 	r1, err := PublishRemote(t.Context(), cfg, c, src)
 	if err != nil {
@@ -270,10 +273,7 @@ func TestRollbackRemote(t *testing.T) {
 }
 
 func TestListRemote(t *testing.T) {
-	cfg, pub := remoteConfig(t)
-	fm, srv := newFakeMaster(t, pub)
-	c := newClient(t, srv.URL, fm.token)
-	src := t.TempDir()
+	cfg, _, fm, c, src := newRemote(t)
 	var ids []setid.ID
 	for _, content := range []string{"1", "22", "333"} {
 		writeTree(t, src, map[string]string{"a": content})
@@ -289,7 +289,7 @@ func TestListRemote(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	infos, err := ListRemote(t.Context(), nil, srv.URL, testSet)
+	infos, err := ListRemote(t.Context(), nil, c.base.String(), testSet)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +301,7 @@ func TestListRemote(t *testing.T) {
 			t.Errorf("set %d: %+v, want %s with %d bytes, live %v", i, in, ids[i], i+1, i == 2)
 		}
 	}
-	if all, err := ListRemote(t.Context(), nil, srv.URL, ""); err != nil || len(all) != 4 {
+	if all, err := ListRemote(t.Context(), nil, c.base.String(), ""); err != nil || len(all) != 4 {
 		t.Errorf("ListRemote of every set = %d sets, %v; want 4", len(all), err)
 	}
 
@@ -309,14 +309,14 @@ func TestListRemote(t *testing.T) {
 	if err := os.RemoveAll(fm.root.SetDir(testSet, ids[0])); err != nil {
 		t.Fatal(err)
 	}
-	if infos, err := ListRemote(t.Context(), nil, srv.URL, testSet); err != nil || len(infos) != 2 || infos[0].ID != ids[1] {
+	if infos, err := ListRemote(t.Context(), nil, c.base.String(), testSet); err != nil || len(infos) != 2 || infos[0].ID != ids[1] {
 		t.Errorf("after the oldest was collected: %+v, %v; want the 2 newer sets", infos, err)
 	}
 	// The live manifest unreadable: listed with its error.
 	if err := os.RemoveAll(fm.root.SetDir(testSet, ids[2])); err != nil {
 		t.Fatal(err)
 	}
-	if infos, err := ListRemote(t.Context(), nil, srv.URL, testSet); err != nil || len(infos) != 1 || infos[0].Err == nil || !infos[0].Live {
+	if infos, err := ListRemote(t.Context(), nil, c.base.String(), testSet); err != nil || len(infos) != 1 || infos[0].Err == nil || !infos[0].Live {
 		t.Errorf("live manifest gone: %+v, %v; want the live set listed with an error", infos, err)
 	}
 	if _, err := ListRemote(t.Context(), nil, "ftp://x", ""); !errors.Is(err, ErrConfig) {
@@ -328,10 +328,7 @@ func TestListRemote(t *testing.T) {
 // clock (a master's lie, or a publisher's broken clock) is not built on:
 // every later set ID would follow it.
 func TestRemoteRefusesLiveFarAhead(t *testing.T) {
-	cfg, pub := remoteConfig(t)
-	fm, srv := newFakeMaster(t, pub)
-	c := newClient(t, srv.URL, fm.token)
-	src := t.TempDir()
+	cfg, _, fm, c, src := newRemote(t)
 	writeTree(t, src, map[string]string{"a": "1"})
 	ahead := cfg
 	ahead.Now = func() time.Time { return time.Now().Add(3 * 24 * time.Hour) }
