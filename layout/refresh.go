@@ -23,7 +23,7 @@ import (
 // expired at now, SetsData byte-equal to the SETS on disk with this set's
 // manifest sha256 replaced, else ErrSetsChanged); c's ID must be both the
 // announced and the live ID (else ErrConflict). Then it replaces
-// .pkgcdn/manifest, .pkgcdn/manifest.minisig, SETS and SETS.minisig, each
+// .pkgcdn/manifest.minisig, .pkgcdn/manifest, SETS and SETS.minisig, each
 // atomically. A rerun after a crash completes it.
 //
 // The set's files do not change, but for a moment a reader may get the new
@@ -84,8 +84,11 @@ func (r *Root) Refresh(ctx context.Context, c Commit, v *sign.Verifier, now time
 		data []byte
 		perm os.FileMode
 	}{
-		{filepath.Join(dir, filepath.FromSlash(ManifestFile)), c.ManifestData, 0o444},
+		// The signature before the manifest: until SETS names the new
+		// bytes, the old manifest stays, which SETS vouches for by its
+		// sha256 whatever the signature file holds.
 		{filepath.Join(dir, filepath.FromSlash(ManifestSigFile)), c.ManifestSig, 0o444},
+		{filepath.Join(dir, filepath.FromSlash(ManifestFile)), c.ManifestData, 0o444},
 		{filepath.Join(r.Dir, setsFile), c.SetsData, 0o644},
 		{filepath.Join(r.Dir, setsSigFile), c.SetsSig, 0o644},
 	} {

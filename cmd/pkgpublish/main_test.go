@@ -220,6 +220,8 @@ func TestUsageErrors(t *testing.T) {
 		{"refresh, master without token", []string{"refresh", "--master", "http://127.0.0.1:1", "--set", set, "--key", f.key, "--id", "20261125T000000Z"}, exitUsage},
 		{"refresh, master without id", []string{"refresh", "--master", "http://127.0.0.1:1", "--token-file", f.key, "--set", set, "--key", f.key}, exitUsage},
 		{"refresh, root with id", []string{"refresh", "--root", f.root, "--set", set, "--key", f.key, "--id", "20261125T000000Z"}, exitUsage},
+		{"refresh, malformed id", []string{"refresh", "--master", "http://127.0.0.1:1", "--token-file", f.key, "--set", set, "--key", f.key, "--id", "yesterday"}, exitUsage},
+		{"unreadable trusted key", []string{"rollback", "--master", "http://127.0.0.1:1", "--token-file", f.key, "--set", set, "--key", f.key, "--to", "20261125T000000Z", "--trusted-key", "/nonexistent.pub"}, exitUsage},
 		{"rollback, no target", []string{"rollback", "--set", set, "--key", f.key, "--to", "20261125T000000Z"}, exitUsage},
 		{"hostile source", []string{"publish", "--root", f.root, "--set", set, "--key", f.key, "--no-hash-cache", hostile}, exitSource},
 	}

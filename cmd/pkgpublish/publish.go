@@ -64,7 +64,7 @@ func targetFlags() []cli.Flag {
 		&cli.StringFlag{Name: "token-file", EnvVars: cmdline.EnvVars("token-file"), Usage: "file holding the master's upload token (with --master)"},
 		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: cmdline.EnvVars("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
 		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: cmdline.EnvVars("trusted-key"),
-			Usage: "with --master: a public key file (repeatable) besides --key's whose signatures on the master's SETS and live manifest are accepted (other publishers of that master; this publisher's key before a rotation)"},
+			Usage: "a public key file (repeatable) besides --key's whose signatures on the target's SETS and manifests are accepted: other publishers of that master, this publisher's key before a rotation"},
 	}
 }
 

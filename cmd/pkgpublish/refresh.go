@@ -17,14 +17,27 @@ func (e *env) refreshCmd() *cli.Command {
 		Description: "For quiet weeks without builds: a manifest expires (default 30 days after its " +
 			"publish) and mirrors then flag the set degraded. refresh keeps the set and its ID and " +
 			"moves the expiry to now + --valid (never earlier than it is). With --master, --id names the live " +
-			"set ID to refresh (`pkgpublish list --url` shows it): a master must not get an older set re-signed " +
-			"as current. SETS and the manifest read from it must verify with --key's public key or a --trusted-key.",
+			"set ID to refresh, as the last publish printed it (or a mirror's `pkgpublish list --url`): a master " +
+			"must not get an older set re-signed as current. SETS and the manifest read from it must verify with " +
+			"--key's public key or a --trusted-key.",
 		ArgsUsage: " ",
 		Flags: append(targetFlags(), setNameFlag("set name (required)"), keyFlag(), validFlag(),
 			&cli.StringFlag{Name: "id", EnvVars: cmdline.EnvVars("id"), Usage: "with --master: the live set ID to refresh (required)"}),
 		Action: func(c *cli.Context) error {
 			if err := noArgs(c); err != nil {
 				return err
+			}
+			var id setid.ID
+			switch {
+			case c.String("master") == "" && c.String("id") != "":
+				return cmdline.Usagef("--id goes with --master (a local root is read as it is)")
+			case c.String("master") != "" && c.String("id") == "":
+				return cmdline.Usagef("--master needs --id, the live set ID to refresh (what the last publish printed)")
+			case c.String("id") != "":
+				var err error
+				if id, err = setid.Parse(c.String("id")); err != nil {
+					return cmdline.Usagef("--id %q: %v", c.String("id"), err)
+				}
 			}
 			cfg, err := e.publishConfig(c)
 			if err != nil {
@@ -35,18 +48,9 @@ func (e *env) refreshCmd() *cli.Command {
 				return err
 			}
 			var res publish.Result
-			switch {
-			case t.root != nil && c.String("id") != "":
-				return cmdline.Usagef("--id goes with --master (a local root is read as it is)")
-			case t.root != nil:
+			if t.root != nil {
 				res, err = publish.Refresh(c.Context, cfg, t.root)
-			case c.String("id") == "":
-				return cmdline.Usagef("--master needs --id, the live set ID to refresh (see pkgpublish list --url)")
-			default:
-				id, perr := setid.Parse(c.String("id"))
-				if perr != nil {
-					return cmdline.Usagef("--id %q: %v", c.String("id"), perr)
-				}
+			} else {
 				res, err = publish.RefreshRemote(c.Context, cfg, t.master, id)
 			}
 			if err != nil {

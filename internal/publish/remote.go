@@ -38,6 +38,9 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	if err != nil {
 		return Result{}, err
 	}
+	if err := checkLiveAhead(&cfg, live); err != nil {
+		return Result{}, err // before any hashing or upload
+	}
 	up, uctx := newUploader(ctx, &cfg, c, live)
 	items, hst, err := prepare(uctx, &cfg, srcDir, hashHooks{done: func(f File) error { return up.add(uctx, f) }, retain: up.kept})
 	if err != nil {
@@ -78,6 +81,17 @@ func beginRemote(ctx context.Context, cfg *Config, c *Client) (*sign.Verifier, e
 // signed with such an ID, which mirrors could never move past.
 const maxLiveAhead = 24 * time.Hour
 
+// checkLiveAhead refuses a live set dated more than maxLiveAhead after
+// cfg's clock.
+func checkLiveAhead(cfg *Config, live *manifest.Manifest) error {
+	now := cfg.now()
+	if id := liveID(live); id.Time().After(now.Add(maxLiveAhead)) {
+		return fmt.Errorf("set %s: the master's live set %s is dated more than %v after this host's clock (%s): check both clocks, and the master",
+			cfg.Set, id, maxLiveAhead, now.Format(time.RFC3339))
+	}
+	return nil
+}
+
 // commitRemote is PublishRemote after hashing, with the master's SETS and
 // live manifest as read before (by remoteLive with v, which a re-read
 // uses too). Unless sent, it first uploads every object the master lacks.
@@ -103,9 +117,8 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 					cfg.Set, ErrConflict, liveID(live), liveID(base))
 			}
 		}
-		if id := liveID(live); id.Time().After(now.Add(maxLiveAhead)) {
-			return res, fmt.Errorf("commit set %s: the master's live set %s is dated more than %v after this host's clock (%s): check both clocks, and the master",
-				cfg.Set, id, maxLiveAhead, now.Format(time.RFC3339))
+		if err := checkLiveAhead(cfg, live); err != nil {
+			return res, err
 		}
 		m, changed := BuildManifest(cfg.Set, items, live, now, cfg.valid())
 		res.ID, res.Previous = m.ID, m.Previous
@@ -190,7 +203,7 @@ func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (s
 	if !ok {
 		return sets, nil, nil
 	}
-	m, err := remoteManifest(ctx, c, set, e.ID, &e.Manifest, v)
+	m, err := remoteManifest(ctx, c, set, e.ID, e.Manifest, bySETS, v)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -200,18 +213,23 @@ func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (s
 // remoteSets reads the master's SETS (nil if nothing was ever published
 // there) and verifies its signature with v.
 func remoteSets(ctx context.Context, c *Client, v *sign.Verifier) (setid.Sets, error) {
-	data, sig, err := c.Sets(ctx)
-	if errors.Is(err, ErrNotFound) {
-		return nil, nil
+	for try := 1; ; try++ {
+		data, sig, err := c.Sets(ctx)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		sets, err := manifest.OpenSets(data, sig, v)
+		if errors.Is(err, sign.ErrBadSignature) && try == 1 {
+			continue // a commit between the two GETs: read the pair again
+		}
+		if err != nil {
+			return nil, fmt.Errorf("master SETS: %w%s", err, untrustedHint(err))
+		}
+		return sets, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	sets, err := manifest.OpenSets(data, sig, v)
-	if err != nil {
-		return nil, fmt.Errorf("master SETS: %w%s", err, untrustedHint(err))
-	}
-	return sets, nil
 }
 
 // untrustedHint says what to do about a signature by an unknown key.
@@ -222,18 +240,41 @@ func untrustedHint(err error) string {
 	return ""
 }
 
-// remoteManifest reads the manifest of set id from the master, checks its
-// sha256 against want (if not nil) and its signature with v (an expired
-// manifest is accepted), and that it names set and id.
-func remoteManifest(ctx context.Context, c *Client, set string, id setid.ID, want *digest.SHA256, v *sign.Verifier) (*manifest.Manifest, error) {
+// manifestCheck says how remoteManifest trusts a manifest's bytes.
+type manifestCheck int
+
+const (
+	// bySETS: the bytes must be those a verified SETS names (want).
+	bySETS manifestCheck = iota
+	// bySETSOrSignature: those bytes, or others whose own signature
+	// verifies (a refresh the master did not finish).
+	bySETSOrSignature
+	// bySignature: no SETS names them (a retained set): their signature
+	// must verify.
+	bySignature
+)
+
+// remoteManifest reads the manifest of set id from the master and checks
+// that it is authentic as how says (want is the sha256 a verified SETS
+// names; signatures are checked with v, an expired manifest is accepted),
+// and that it names set and id.
+func remoteManifest(ctx context.Context, c *Client, set string, id setid.ID, want digest.SHA256, how manifestCheck, v *sign.Verifier) (*manifest.Manifest, error) {
 	mdata, sig, err := c.Manifest(ctx, set, id)
 	if err != nil {
 		return nil, err
 	}
-	if got := digest.Sum(mdata); want != nil && got != *want {
-		return nil, fmt.Errorf("master manifest %s %s: %w", set, id, &digest.MismatchError{Want: *want, Got: got})
+	var m *manifest.Manifest
+	switch got := digest.Sum(mdata); {
+	case how != bySignature && got == want:
+		// SETS, verified, vouches for these bytes by their sha256,
+		// whatever the signature file holds.
+		m, err = manifest.Decode(mdata)
+	case how == bySETS:
+		return nil, fmt.Errorf("master manifest %s %s: %w (not the bytes SETS names: if a refresh did not finish, rerun pkgpublish refresh --master --id %s)",
+			set, id, &digest.MismatchError{Want: want, Got: got}, id)
+	default:
+		m, err = manifest.Open(mdata, sig, v, time.Time{}) // the zero time: expiry not checked
 	}
-	m, err := manifest.Open(mdata, sig, v, time.Time{}) // the zero time: expiry not checked
 	if err != nil {
 		return nil, fmt.Errorf("master manifest %s %s: %w%s", set, id, err, untrustedHint(err))
 	}

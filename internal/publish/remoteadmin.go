@@ -11,14 +11,17 @@ import (
 	"github.com/pkgcdn/pkgcdn/manifest"
 )
 
+// ErrNotLive means the set ID a refresh names is not the master's live one.
+var ErrNotLive = errors.New("not the live set")
+
 // RefreshRemote is Refresh on the master c: it re-signs the live manifest
 // of cfg.Set, which must be set ID `live` (the operator's word for what is
 // current: a master must not get an older set re-signed as fresh), with
 // Expires = now + cfg.Valid (never earlier than it was), keeping its set
 // ID, files and Created time, and SETS to name the new manifest bytes.
-// SETS and the manifest read from the master must verify with cfg's keys.
-// The manifest need not be the bytes SETS names: a refresh the master did
-// not finish (new manifest, old SETS) is completed.
+// SETS read from the master must verify with cfg's keys, and the manifest
+// be the bytes it names or verify itself: a refresh the master did not
+// finish (new manifest, old SETS) is completed.
 func RefreshRemote(ctx context.Context, cfg Config, c *Client, live setid.ID) (Result, error) {
 	if live.IsZero() {
 		return Result{}, fmt.Errorf("%w: refresh of %s: the live set ID to refresh is required", ErrConfig, cfg.Set)
@@ -37,9 +40,9 @@ func RefreshRemote(ctx context.Context, cfg Config, c *Client, live setid.ID) (R
 		case !ok:
 			return Result{}, fmt.Errorf("refresh %s: set %w", cfg.Set, ErrNotFound)
 		case e.ID != live:
-			return Result{}, fmt.Errorf("refresh %s: %w: the master's live set is %s, not %s", cfg.Set, ErrConflict, e.ID, live)
+			return Result{}, fmt.Errorf("refresh %s: %w: the master's live set is %s, not %s", cfg.Set, ErrNotLive, e.ID, live)
 		}
-		cur, err := remoteManifest(ctx, c, cfg.Set, e.ID, nil, v)
+		cur, err := remoteManifest(ctx, c, cfg.Set, e.ID, e.Manifest, bySETSOrSignature, v)
 		if err != nil {
 			return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
 		}
@@ -93,7 +96,7 @@ func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (re
 	if err != nil {
 		return Result{}, err
 	}
-	old, err := remoteManifest(ctx, c, cfg.Set, to, nil, v)
+	old, err := remoteManifest(ctx, c, cfg.Set, to, digest.SHA256{}, bySignature, v)
 	if errors.Is(err, ErrNotFound) {
 		return Result{}, fmt.Errorf("set not retained on the master: %w", err)
 	}

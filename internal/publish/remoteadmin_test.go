@@ -3,6 +3,7 @@ package publish
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -128,8 +129,8 @@ func TestRefreshRemote(t *testing.T) {
 	if _, err := RefreshRemote(t.Context(), other, c, r1.ID); !errors.Is(err, ErrNotFound) {
 		t.Errorf("RefreshRemote of a set never published = %v, want ErrNotFound", err)
 	}
-	if _, err := RefreshRemote(t.Context(), cfg, c, setid.FromTime(r1.ID.Time().Add(-time.Hour))); !errors.Is(err, ErrConflict) {
-		t.Errorf("RefreshRemote naming another live ID = %v, want ErrConflict", err)
+	if _, err := RefreshRemote(t.Context(), cfg, c, setid.FromTime(r1.ID.Time().Add(-time.Hour))); !errors.Is(err, ErrNotLive) {
+		t.Errorf("RefreshRemote naming another live ID = %v, want ErrNotLive", err)
 	}
 	if _, err := RefreshRemote(t.Context(), cfg, c, setid.ID{}); !errors.Is(err, ErrConfig) {
 		t.Errorf("RefreshRemote without the live ID = %v, want ErrConfig", err)
@@ -165,28 +166,44 @@ func TestRefreshRemote(t *testing.T) {
 }
 
 // TestRefreshRemoteCompletesInterrupted: a master that died inside a
-// refresh (new manifest on disk, SETS still naming the old bytes) is
-// repaired by refreshing again; a publish then works.
+// refresh is repaired by refreshing again. It writes the manifest's
+// signature, the manifest, then SETS: after the signature alone, the old
+// manifest still matches SETS (a publish works); after the manifest too,
+// only a refresh repairs it, and a publish says so.
 func TestRefreshRemoteCompletesInterrupted(t *testing.T) {
-	cfg, pub, fm, c, src := newRemote(t)
-	writeTree(t, src, map[string]string{"a": "1"})
-	r1, err := PublishRemote(t.Context(), cfg, c, src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := liveManifest(t, fm.root, testSet, pub)
-	m.Expires = m.Expires.Add(time.Hour)
-	forgeManifest(t, fm.root, m, cfg.Signer, nil) // only the manifest was rewritten
-	if _, err := PublishRemote(t.Context(), cfg, c, src); err == nil {
-		t.Fatal("publish over a half-refreshed master went through; want the digest mismatch")
-	}
-	if _, err := RefreshRemote(t.Context(), cfg, c, r1.ID); err != nil {
-		t.Fatalf("RefreshRemote over a half-refreshed master = %v", err)
-	}
-	checkConsistent(t, fm.root, testSet, pub)
-	writeTree(t, src, map[string]string{"a": "2"})
-	if r, err := PublishRemote(t.Context(), cfg, c, src); err != nil || !r.New {
-		t.Errorf("publish after the repair = %+v, %v", r, err)
+	for _, manifestWritten := range []bool{false, true} {
+		t.Run(fmt.Sprintf("manifest written %v", manifestWritten), func(t *testing.T) {
+			cfg, pub, fm, c, src := newRemote(t)
+			writeTree(t, src, map[string]string{"a": "1"})
+			r1, err := PublishRemote(t.Context(), cfg, c, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := liveManifest(t, fm.root, testSet, pub)
+			m.Expires = m.Expires.Add(time.Hour)
+			data, sig, err := m.Sign(cfg.Signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dir := fm.root.SetDir(testSet, r1.ID)
+			writeOver(t, filepath.Join(dir, filepath.FromSlash(layout.ManifestSigFile)), sig)
+			if manifestWritten {
+				writeOver(t, filepath.Join(dir, filepath.FromSlash(layout.ManifestFile)), data)
+				if _, err := PublishRemote(t.Context(), cfg, c, src); err == nil {
+					t.Fatal("publish over a half-refreshed master went through; want the digest mismatch")
+				}
+			} else if r, err := PublishRemote(t.Context(), cfg, c, src); err != nil || r.New {
+				t.Fatalf("unchanged publish with only the new signature written = %+v, %v", r, err)
+			}
+			if _, err := RefreshRemote(t.Context(), cfg, c, r1.ID); err != nil {
+				t.Fatalf("RefreshRemote over a half-refreshed master = %v", err)
+			}
+			checkConsistent(t, fm.root, testSet, pub)
+			writeTree(t, src, map[string]string{"a": "2"})
+			if r, err := PublishRemote(t.Context(), cfg, c, src); err != nil || !r.New {
+				t.Errorf("publish after the repair = %+v, %v", r, err)
+			}
+		})
 	}
 }
 
