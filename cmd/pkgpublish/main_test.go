@@ -59,6 +59,8 @@ func newFixture(t *testing.T) fixture {
 	if err := os.Mkdir(f.root, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	// Defaults under $XDG_CACHE_HOME (the seen-IDs file) stay in the test.
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(d, "xdg"))
 	out := mustRun(t, "keygen", "--out", filepath.Join(d, "k"))
 	if pub, _ := os.ReadFile(f.pub); !strings.Contains(string(pub), strings.TrimSpace(out)) || strings.TrimSpace(out) == "" {
 		t.Fatalf("keygen printed %q, not the key in k.pub:\n%s", out, pub)

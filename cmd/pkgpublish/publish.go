@@ -63,6 +63,9 @@ func targetFlags() []cli.Flag {
 		&cli.StringFlag{Name: "master", EnvVars: cmdline.EnvVars("master"), Usage: "base URL of a pkgcdn master (instead of --root)"},
 		&cli.StringFlag{Name: "token-file", EnvVars: cmdline.EnvVars("token-file"), Usage: "file holding the master's upload token (with --master)"},
 		&cli.IntFlag{Name: "retries", Value: 5, EnvVars: cmdline.EnvVars("retries"), Usage: "retries of a request failing with a connection error or 5xx (with --master)"},
+		&cli.StringFlag{Name: "seen-file", EnvVars: cmdline.EnvVars("seen-file"),
+			Usage: "with --master: the file remembering the newest set IDs seen on each master; an older SETS offered is refused (default: $XDG_CACHE_HOME/pkgcdn/seen-ids.json or ~/.cache/pkgcdn/seen-ids.json)"},
+		&cli.BoolFlag{Name: "no-seen-file", EnvVars: cmdline.EnvVars("no-seen-file"), Usage: "with --master: remember nothing, check nothing of the kind"},
 		&cli.StringSliceFlag{Name: "trusted-key", EnvVars: cmdline.EnvVars("trusted-key"),
 			Usage: "a public key file (repeatable) besides --key's whose signatures on the target's SETS and manifests are accepted: other publishers of that master, this publisher's key before a rotation"},
 	}
@@ -156,7 +159,20 @@ func (e *env) publishConfig(c *cli.Context) (publish.Config, error) {
 	if err != nil {
 		return publish.Config{}, err
 	}
-	return publish.Config{Set: set, Signer: s, TrustedKeys: c.StringSlice("trusted-key"), Valid: valid, Logger: e.log, Progress: e.progress()}, nil
+	cfg := publish.Config{Set: set, Signer: s, TrustedKeys: c.StringSlice("trusted-key"), Valid: valid, Logger: e.log, Progress: e.progress()}
+	switch {
+	case c.String("master") == "":
+	case c.String("seen-file") != "" && c.Bool("no-seen-file"):
+		return publish.Config{}, cmdline.Usagef("--seen-file and --no-seen-file exclude each other")
+	case c.String("seen-file") != "":
+		cfg.SeenFile = c.String("seen-file")
+	case !c.Bool("no-seen-file"):
+		if cfg.SeenFile, err = publish.DefaultSeenPath(); err != nil {
+			// No $HOME (some cron setups): go on, remembering nothing.
+			e.log.Warn("no seen-IDs file: an older SETS replayed by the master would not be noticed", "err", err)
+		}
+	}
+	return cfg, nil
 }
 
 func (e *env) logResult(res publish.Result) {

@@ -116,7 +116,7 @@ func (e *env) publishLocal(t testing.TB, root, src string, extra ...string) seti
 // publishArgs are the arguments of a remote publish of src to master.
 func (e *env) publishArgs(master, src string, extra ...string) []string {
 	args := append([]string{"publish", "--master", master, "--token-file", e.tokenFile, "--set", testSet,
-		"--key", e.key, "--no-hash-cache"}, extra...)
+		"--key", e.key, "--no-hash-cache", "--seen-file", e.path("seen-ids.json")}, extra...)
 	return append(args, src)
 }
 

@@ -23,7 +23,7 @@ func TestRemoteRefreshRollbackList(t *testing.T) {
 	id2 := s.publish(t, set, src)
 	waitSet(t, s.edgeURL, set, id2)
 
-	remote := []string{"--master", s.masterURL, "--token-file", s.tokenFile, "--set", set, "--key", s.key}
+	remote := []string{"--master", s.masterURL, "--token-file", s.tokenFile, "--seen-file", s.seenFile(), "--set", set, "--key", s.key}
 	for _, base := range []string{s.masterURL, s.edgeURL} {
 		out := run(t, bin("pkgpublish"), "list", "--url", base)
 		if !strings.Contains(out, id1.String()) || !strings.Contains(out, id2.String()) {

@@ -70,11 +70,15 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	return s
 }
 
+// seenFile is the stack's own pkgpublish seen-IDs file: masters of other
+// tests may have had the same address.
+func (s *stack) seenFile() string { return filepath.Join(s.dir, "seen-ids.json") }
+
 // publish publishes src as set over HTTP and returns the new set ID.
 func (s *stack) publish(t testing.TB, set, src string) setid.ID {
 	t.Helper()
 	out := run(t, bin("pkgpublish"), "publish", "--master", s.masterURL, "--token-file", s.tokenFile,
-		"--set", set, "--key", s.key, src)
+		"--seen-file", s.seenFile(), "--set", set, "--key", s.key, src)
 	id, err := setid.Parse(strings.TrimSpace(out))
 	if err != nil {
 		t.Fatalf("publish printed %q, want a set ID", out)

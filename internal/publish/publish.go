@@ -41,6 +41,10 @@ type Config struct {
 	// live manifest): other publishers of the same master, or this
 	// publisher's key before a rotation. Nothing else is signed again.
 	TrustedKeys []string
+	// SeenFile is the file in which a remote publish, refresh or rollback
+	// remembers the newest set IDs it saw verified on each master, and
+	// refuses a master that offers older ones (see seenIDs). If "", none.
+	SeenFile string
 	// Valid is how long the new manifest stays valid. If zero, manifest.DefaultValidity.
 	Valid time.Duration
 	// Now returns the current time (set IDs, Created, Expires). If nil, time.Now.

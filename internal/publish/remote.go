@@ -34,7 +34,7 @@ func PublishRemote(ctx context.Context, cfg Config, c *Client, srcDir string) (R
 	// The live manifest, read before hashing, says which files the master
 	// surely holds (a live set's objects are never collected): only the
 	// others are asked about, in batches, and uploaded while hashing goes on.
-	sets, live, err := remoteLive(ctx, c, cfg.Set, v)
+	sets, live, err := remoteLive(ctx, &cfg, c, v)
 	if err != nil {
 		return Result{}, err
 	}
@@ -107,7 +107,7 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 		if attempt > 1 { // SETS changed meanwhile: read it again
 			base := live
 			var err error
-			if sets, live, err = remoteLive(ctx, c, cfg.Set, v); err != nil {
+			if sets, live, err = remoteLive(ctx, cfg, c, v); err != nil {
 				return res, err
 			}
 			if liveID(live) != liveID(base) {
@@ -149,6 +149,11 @@ func commitRemote(ctx context.Context, cfg *Config, c *Client, items []Item, sen
 		case err == nil:
 			res.New = true
 			log.Info("set committed", "set", cfg.Set, "set_id", m.ID)
+			if cfg.SeenFile != "" {
+				if err := recordSeen(cfg.SeenFile, c.base.String(), sets.With(entry)); err != nil {
+					log.Warn("seen-IDs file not updated", "err", err) // the publish is done
+				}
+			}
 			return res, nil
 		case committed(ctx, c, entry):
 			// A retried commit whose first attempt went through (the answer
@@ -194,8 +199,9 @@ func committed(ctx context.Context, c *Client, entry setid.Entry) bool {
 // takes from the live set) must not be the master's word alone. The
 // manifest must be the one SETS names (its sha256); an expired one is
 // accepted.
-func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (setid.Sets, *manifest.Manifest, error) {
-	sets, err := remoteSets(ctx, c, v)
+func remoteLive(ctx context.Context, cfg *Config, c *Client, v *sign.Verifier) (setid.Sets, *manifest.Manifest, error) {
+	set := cfg.Set
+	sets, err := remoteSets(ctx, cfg, c, v)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,8 +217,26 @@ func remoteLive(ctx context.Context, c *Client, set string, v *sign.Verifier) (s
 }
 
 // remoteSets reads the master's SETS (nil if nothing was ever published
+// there), verifies its signature with v, and checks it against (and
+// records it in) cfg.SeenFile.
+func remoteSets(ctx context.Context, cfg *Config, c *Client, v *sign.Verifier) (setid.Sets, error) {
+	sets, err := verifiedSets(ctx, c, v)
+	if err != nil || cfg.SeenFile == "" {
+		return sets, err
+	}
+	seen, err := loadSeen(cfg.SeenFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := seen.check(c.base.String(), cfg.SeenFile, sets); err != nil {
+		return nil, fmt.Errorf("master SETS: %w", err)
+	}
+	return sets, recordSeen(cfg.SeenFile, c.base.String(), sets)
+}
+
+// verifiedSets reads the master's SETS (nil if nothing was ever published
 // there) and verifies its signature with v.
-func remoteSets(ctx context.Context, c *Client, v *sign.Verifier) (setid.Sets, error) {
+func verifiedSets(ctx context.Context, c *Client, v *sign.Verifier) (setid.Sets, error) {
 	for try := 1; ; try++ {
 		data, sig, err := c.Sets(ctx)
 		if errors.Is(err, ErrNotFound) {

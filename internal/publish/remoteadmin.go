@@ -31,7 +31,7 @@ func RefreshRemote(ctx context.Context, cfg Config, c *Client, live setid.ID) (R
 		return Result{}, err
 	}
 	for attempt := 1; ; attempt++ {
-		sets, err := remoteSets(ctx, c, v)
+		sets, err := remoteSets(ctx, &cfg, c, v)
 		if err != nil {
 			return Result{}, fmt.Errorf("refresh %s: %w", cfg.Set, err)
 		}
@@ -92,7 +92,7 @@ func RollbackRemote(ctx context.Context, cfg Config, c *Client, to setid.ID) (re
 	if err != nil {
 		return Result{}, err
 	}
-	sets, live, err := remoteLive(ctx, c, cfg.Set, v)
+	sets, live, err := remoteLive(ctx, &cfg, c, v)
 	if err != nil {
 		return Result{}, err
 	}

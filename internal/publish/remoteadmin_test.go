@@ -393,3 +393,50 @@ func TestListRemoteHostileServer(t *testing.T) {
 		t.Errorf("ListRemote = %+v, want %s with a mismatch, then the live %s", infos, id1, id2)
 	}
 }
+
+// TestRemoteRefusesReplayedSETS: a master that offers an older SETS (and
+// live manifest), validly signed, is refused once the seen-IDs file knows
+// a newer one: a publish would build on the old set (or find "nothing
+// changed" in a revert), a refresh re-sign it as current.
+func TestRemoteRefusesReplayedSETS(t *testing.T) {
+	cfg, _, fm, c, src := newRemote(t)
+	cfg.SeenFile = filepath.Join(t.TempDir(), "seen-ids.json")
+	r1 := publishFiles(t, cfg, c, src, map[string]string{"a": "1"})
+	oldSets, oldSig, err := fm.root.Sets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2 := publishFiles(t, cfg, c, src, map[string]string{"a": "2"})
+	writeOver(t, filepath.Join(fm.root.Dir, "SETS"), oldSets)
+	writeOver(t, filepath.Join(fm.root.Dir, "SETS.minisig"), oldSig)
+
+	writeTree(t, src, map[string]string{"a": "1"}) // a revert to set 1's content
+	if r, err := PublishRemote(t.Context(), cfg, c, src); !errors.Is(err, setid.ErrRollback) {
+		t.Errorf("publish over a replayed SETS = %+v, %v; want setid.ErrRollback", r, err)
+	}
+	if _, err := RefreshRemote(t.Context(), cfg, c, r1.ID); !errors.Is(err, setid.ErrRollback) {
+		t.Errorf("refresh over a replayed SETS = %v, want setid.ErrRollback", err)
+	}
+	if _, err := RollbackRemote(t.Context(), cfg, c, r1.ID); !errors.Is(err, setid.ErrRollback) {
+		t.Errorf("rollback over a replayed SETS = %v, want setid.ErrRollback", err)
+	}
+	if sets, _, _ := fm.root.Sets(); !bytes.Equal(sets, oldSets) {
+		t.Error("a refused call changed the master's SETS")
+	}
+	// The record is per master: another master at another URL is new.
+	other := newClient(t, c.base.String()+"/other/", fm.token)
+	if _, err := RefreshRemote(t.Context(), cfg, other, r2.ID); errors.Is(err, setid.ErrRollback) {
+		t.Errorf("a master at another URL was judged by this one's record: %v", err)
+	}
+}
+
+// publishFiles writes files into src and publishes it with cfg.
+func publishFiles(t *testing.T, cfg Config, c *Client, src string, files map[string]string) Result {
+	t.Helper()
+	writeTree(t, src, files)
+	r, err := PublishRemote(t.Context(), cfg, c, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
