@@ -163,13 +163,9 @@ func DefaultHashCachePath(srcDir string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" || !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("hash cache location: %w", err)
-		}
-		base = filepath.Join(home, ".cache")
+	base, err := cacheDir()
+	if err != nil {
+		return "", fmt.Errorf("hash cache location: %w", err)
 	}
 	// The name is readable (the path with "/" as "_") and unique (a short
 	// hash of the exact path, since "_" may also appear in a path).
@@ -178,5 +174,19 @@ func DefaultHashCachePath(srcDir string) (string, error) {
 		name = name[len(name)-150:]
 	}
 	sum := digest.Sum([]byte(abs)).String()[:12]
-	return filepath.Join(base, "pkgcdn", "hashcache-"+name+"-"+sum), nil
+	return filepath.Join(base, "hashcache-"+name+"-"+sum), nil
+}
+
+// cacheDir is this user's pkgcdn cache directory: $XDG_CACHE_HOME/pkgcdn,
+// or ~/.cache/pkgcdn.
+func cacheDir() (string, error) {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" || !filepath.IsAbs(base) {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "pkgcdn"), nil
 }

@@ -30,15 +30,11 @@ const maxSeenBytes = 4 << 20
 // DefaultSeenPath returns the seen-IDs file of this user:
 // $XDG_CACHE_HOME/pkgcdn/seen-ids.json, or ~/.cache/pkgcdn/seen-ids.json.
 func DefaultSeenPath() (string, error) {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" || !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return "", fmt.Errorf("seen-IDs file location: %w", err)
-		}
-		base = filepath.Join(home, ".cache")
+	dir, err := cacheDir()
+	if err != nil {
+		return "", fmt.Errorf("seen-IDs file location: %w", err)
 	}
-	return filepath.Join(base, "pkgcdn", "seen-ids.json"), nil
+	return filepath.Join(dir, "seen-ids.json"), nil
 }
 
 // loadSeen reads the file at path; a missing one is empty.
