@@ -265,8 +265,9 @@ func describe(cs string) string {
 }
 
 func (d *tour) publish(ctx context.Context) (setid.ID, error) {
+	// Its own seen-IDs file: every demo's master is new at the same address.
 	out, err := d.runTool(ctx, "pkgpublish", "publish", "--master", d.masterURL, "--token-file", d.token,
-		"--set", Set, "--key", d.key, d.src)
+		"--seen-file", filepath.Join(d.dir, "seen-ids.json"), "--set", Set, "--key", d.key, d.src)
 	if err != nil {
 		return setid.ID{}, err
 	}
