@@ -231,7 +231,7 @@ func remoteSets(ctx context.Context, cfg *Config, c *Client, v *sign.Verifier) (
 	if err := seen.check(c.base.String(), cfg.SeenFile, sets); err != nil {
 		return nil, fmt.Errorf("master SETS: %w", err)
 	}
-	return sets, recordSeen(cfg.SeenFile, c.base.String(), sets)
+	return sets, seen.record(cfg.SeenFile, c.base.String(), sets)
 }
 
 // verifiedSets reads the master's SETS (nil if nothing was ever published

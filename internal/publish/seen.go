@@ -79,6 +79,12 @@ func recordSeen(path, master string, sets setid.Sets) error {
 	if err != nil {
 		return err
 	}
+	return s.record(path, master, sets)
+}
+
+// record merges sets, verified on master, into s and, if that changed it,
+// writes s to the file at path.
+func (s seenIDs) record(path, master string, sets setid.Sets) error {
 	m := s[master]
 	if m == nil {
 		m = map[string]setid.ID{}
